@@ -1,0 +1,105 @@
+"""Flower ClientApp: a node that trains its specialty's LoRA expert on local data.
+
+Thin wiring: read config -> get model -> load adapter -> train/evaluate ->
+reply.  The model is loaded once per process and reused (simulation keeps
+the process; in deployment each message starts a new one).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from fedmoe_flwr import contract as C
+from fedmoe_flwr.codec import (
+    from_array_record,
+    get_adapter_weights,
+    set_adapter_weights,
+    to_array_record,
+)
+from fedmoe_flwr.config import AppConfig, ConfigError, parse_run_config
+from fedmoe_flwr.logs import setup_logging
+from fedmoe_flwr.model import LoadedModel, ensure_adapter, load_base, lora_signature
+from fedmoe_flwr.node import NodeSettings, node_data, node_settings
+from fedmoe_flwr.training import evaluate_loss, train_for_budget
+
+app = ClientApp()
+EVAL_SLOT = "_eval"  # adapter name used to score adapters sent for evaluation
+
+
+def _setup(context: Context) -> tuple[AppConfig, NodeSettings, LoadedModel, float]:
+    setup_logging()
+    t0 = time.perf_counter()
+    cfg = parse_run_config(context.run_config)
+    if cfg.train.torch_threads:
+        torch.set_num_threads(cfg.train.torch_threads)  # nodes sharing a machine share cores
+    node = node_settings(dict(context.node_config), cfg)
+    loaded = load_base(cfg.model)
+    ensure_adapter(loaded, node.specialty, cfg.model)
+    return cfg, node, loaded, time.perf_counter() - t0
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    """Registration: who this node is, what data it has, and its initial adapter."""
+    cfg, node, loaded, _ = _setup(context)
+    data, train_rows, eval_rows = node_data(node, cfg, loaded.tokenizer, loaded.fingerprint)
+    sig = lora_signature(cfg.model)
+    info = ConfigRecord({
+        C.SPECIALTY: node.specialty, C.NUM_TRAIN: len(train_rows), C.NUM_EVAL: len(eval_rows),
+        C.BASE_MODEL: cfg.model.name, C.MODEL_FINGERPRINT: loaded.fingerprint,
+        C.LORA_R: sig["r"], C.LORA_ALPHA: sig["alpha"], C.LORA_TARGETS: sig["target_modules"],
+        C.DEVICE: str(loaded.device), C.SPEED_FACTOR: node.speed_factor,
+        C.DATA_PATH: str(node.data_path), C.SKIPPED_LINES: data.skipped,
+    })
+    adapter = to_array_record(get_adapter_weights(loaded.peft_model, node.specialty))
+    return Message(RecordDict({C.INFO: info, C.ADAPTER: adapter}), reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """Load the expert's newest weights, train for the time budget, send them back."""
+    cfg, node, loaded, setup_s = _setup(context)
+    instr = msg.content[C.CONFIG]
+    if instr[C.SPECIALTY] != node.specialty:
+        raise ConfigError(f"server asked for {instr[C.SPECIALTY]!r}, this node trains "
+                          f"{node.specialty!r}")
+    t0 = time.perf_counter()
+    _, train_rows, _ = node_data(node, cfg, loaded.tokenizer, loaded.fingerprint)
+    set_adapter_weights(loaded.peft_model, node.specialty,
+                        from_array_record(msg.content[C.ADAPTER]))
+    load_s = setup_s + time.perf_counter() - t0
+    result = train_for_budget(
+        loaded.peft_model, train_rows, pad_id=loaded.tokenizer.pad_token_id,
+        device=loaded.device, batch_size=cfg.train.batch_size,
+        learning_rate=float(instr[C.LEARNING_RATE]), time_budget=float(instr[C.TIME_BUDGET]),
+        max_steps=int(instr[C.MAX_STEPS]), seed=int(instr[C.SEED]),
+        speed_factor=node.speed_factor)
+    metrics = MetricRecord({
+        C.NUM_EXAMPLES: result.examples, C.TRAIN_LOSS: result.loss, C.STEPS: result.steps,
+        C.TOKENS: result.tokens, C.TRAIN_SECONDS: result.seconds, C.LOAD_SECONDS: load_s,
+        C.BASE_VERSION: int(instr[C.VERSION]),
+    })
+    adapter = to_array_record(get_adapter_weights(loaded.peft_model, node.specialty))
+    return Message(RecordDict({C.ADAPTER: adapter, C.METRICS: metrics}), reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """Held-out loss of every adapter in the message on this node's eval split."""
+    cfg, node, loaded, _ = _setup(context)
+    _, _, eval_rows = node_data(node, cfg, loaded.tokenizer, loaded.fingerprint)
+    ensure_adapter(loaded, EVAL_SLOT, cfg.model)
+    losses: dict[str, float] = {}
+    for name, record in msg.content.array_records.items():
+        if not name.startswith(C.EVAL_PREFIX) or not isinstance(record, ArrayRecord):
+            continue
+        set_adapter_weights(loaded.peft_model, EVAL_SLOT, from_array_record(record))
+        losses[name.removeprefix(C.EVAL_PREFIX)] = evaluate_loss(
+            loaded.peft_model, eval_rows, pad_id=loaded.tokenizer.pad_token_id,
+            device=loaded.device)
+    loaded.peft_model.set_adapter(node.specialty)
+    return Message(RecordDict({C.EVAL_LOSSES: MetricRecord(losses)}), reply_to=msg)

@@ -1,0 +1,36 @@
+"""Server-side merge rules over adapter weights (pure numpy, no flwr).
+
+Weights are ``dict[str, np.ndarray]`` keyed by PEFT adapter keys; every
+function returns new arrays and never mutates its inputs, so a rejected or
+failed merge cannot leave an expert half-updated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+Weights = dict[str, np.ndarray]
+
+
+def fedasync_mix(current: Weights, client: Weights, mixing: float) -> Weights:
+    """FedAsync update ``w <- (1 - a) w + a w_client`` (Xie et al. 2019).
+
+    ``mixing`` is ``a_t = alpha * s(tau)``, already scaled for staleness.
+    """
+    if not 0.0 <= mixing <= 1.0:
+        raise ValueError(f"mixing weight must be in [0, 1], got {mixing}")
+    return {k: ((1.0 - mixing) * current[k] + mixing * client[k]).astype(np.float32)
+            for k in current}
+
+
+def weighted_average(weights: Sequence[Weights], coefficients: Sequence[float]) -> Weights:
+    """``sum_i c_i w_i / sum_i c_i``: FedAvg and the weighted-average gateway."""
+    if len(weights) != len(coefficients) or not weights:
+        raise ValueError("need one coefficient per weight set, and at least one set")
+    total = float(sum(coefficients))
+    if total <= 0:
+        raise ValueError(f"coefficients must sum to a positive value, got {total}")
+    return {k: (sum(c * w[k] for w, c in zip(weights, coefficients, strict=True)) / total)
+            .astype(np.float32) for k in weights[0]}

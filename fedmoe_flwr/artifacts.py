@@ -1,0 +1,145 @@
+"""The run directory: PEFT adapter directories, metrics and summary, written atomically.
+
+Layout (the user-facing contract of DESIGN.md)::
+
+    <output-dir>/<run-name>/experts/<specialty>/   adapter_config.json,
+                                                   adapter_model.safetensors, meta.json
+    <output-dir>/<run-name>/gateway/               same, plus method and version in meta
+    <output-dir>/<run-name>/metrics.jsonl          one JSON object per event
+    <output-dir>/<run-name>/summary.json           per specialty: version, updates, losses
+    <output-dir>/latest -> <run-name>
+
+Each adapter directory is a symlink to an immutable versioned directory under
+``.versions/``; a checkpoint is written in full beside it and the link is
+swapped with one ``os.replace``.  A crash mid-write therefore leaves the
+previous checkpoint in place and loadable, and a reader (``fedmoe experts``
+during a run) never sees half an adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .aggregation import Weights
+from .config import ModelConfig
+
+KEEP_VERSIONS = 2  # versioned directories kept per adapter (current + previous)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file via a temp file in the same directory and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_symlink(target: str, link: Path) -> None:
+    """Point ``link`` at ``target`` atomically (create a new link, then rename over)."""
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.{time.monotonic_ns()}")
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def write_peft_adapter(directory: Path, weights: Weights, model_cfg: ModelConfig,
+                       base_model: str) -> None:
+    """Write a standard PEFT adapter directory with PEFT's own config writer.
+
+    The safetensors keys are PEFT's saved-adapter keys, so
+    ``PeftModel.from_pretrained(base, directory)`` loads it as it would an
+    adapter saved by ``save_pretrained``.
+    """
+    from safetensors.numpy import save_file
+
+    from .model import lora_config
+
+    cfg = lora_config(model_cfg)
+    cfg.base_model_name_or_path = base_model
+    cfg.save_pretrained(str(directory))
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sorted(weights.items())},
+              str(directory / "adapter_model.safetensors"), metadata={"format": "pt"})
+
+
+def load_adapter_weights(directory: Path) -> Weights:
+    """Read an adapter directory's weights back as numpy arrays."""
+    from safetensors.numpy import load_file
+
+    return dict(load_file(str(directory / "adapter_model.safetensors")))
+
+
+class RunDirectory:
+    """Writes one run's artifacts; the only code that touches the run directory."""
+
+    def __init__(self, output_dir: str | Path, run_name: str, model_cfg: ModelConfig) -> None:
+        self.root = Path(output_dir).expanduser().resolve() / run_name
+        self.model_cfg = model_cfg
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._metrics = (self.root / "metrics.jsonl").open("a", encoding="utf-8")
+        latest = self.root.parent / "latest"
+        if latest.is_symlink() or not latest.exists():
+            atomic_symlink(run_name, latest)
+
+    def save_adapter(self, relpath: str, weights: Weights, version: int,
+                     meta: dict[str, Any]) -> Path:
+        """Checkpoint one adapter (``experts/<specialty>`` or ``gateway``) atomically."""
+        link = self.root / relpath
+        versions = link.parent / ".versions"
+        versions.mkdir(parents=True, exist_ok=True)
+        final = versions / f"{link.name}-v{version:06d}"
+        tmp = Path(tempfile.mkdtemp(prefix=f".{link.name}-tmp-", dir=versions))
+        try:
+            write_peft_adapter(tmp, weights, self.model_cfg, self.model_cfg.name)
+            atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=2, sort_keys=True))
+            if final.exists():  # same version re-saved (e.g. eval losses added)
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if link.exists() and not link.is_symlink():
+            raise FileExistsError(f"{link} exists and is not a checkpoint link; refusing to "
+                                  f"overwrite it")
+        atomic_symlink(os.path.relpath(final, link.parent), link)
+        for old in sorted(versions.glob(f"{link.name}-v*"))[:-KEEP_VERSIONS]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def log_event(self, event: str, **fields: Any) -> None:
+        """Append one event to ``metrics.jsonl`` (flushed, so it can be tailed live)."""
+        record = {"event": event, "time": round(time.time(), 3), **fields}
+        self._metrics.write(json.dumps(record, default=_json_default) + "\n")
+        self._metrics.flush()
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        """Write a JSON artifact atomically."""
+        path = self.root / name
+        atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True,
+                                           default=_json_default))
+        return path
+
+    def close(self) -> None:
+        """Flush and close the metrics log."""
+        self._metrics.close()
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, set):
+        return sorted(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,52 @@
+"""Message contract between the ServerApp and the ClientApps.
+
+Every record name and key that crosses the wire is defined here once, so the
+server, the client and the tests cannot drift apart.  Keys use dashes, like
+Flower's own run-config keys.
+"""
+
+from __future__ import annotations
+
+# Record names inside a message's RecordDict.
+ADAPTER = "adapter"  # ArrayRecord: LoRA weights, PEFT state-dict keys, float32
+CONFIG = "config"  # ConfigRecord: instructions (server -> node)
+INFO = "info"  # ConfigRecord: node registration (node -> server)
+METRICS = "metrics"  # MetricRecord: training metrics (node -> server)
+EVAL_LOSSES = "eval-losses"  # MetricRecord: adapter name -> held-out loss
+EVAL_PREFIX = "eval."  # ArrayRecord names in an evaluate message: "eval.<adapter>"
+
+# query reply (INFO) keys
+SPECIALTY = "specialty"
+NUM_TRAIN = "num-train-examples"
+NUM_EVAL = "num-eval-examples"
+BASE_MODEL = "base-model"
+MODEL_FINGERPRINT = "model-fingerprint"
+LORA_R = "lora-r"
+LORA_ALPHA = "lora-alpha"
+LORA_DROPOUT = "lora-dropout"
+LORA_TARGETS = "lora-target-modules"
+DEVICE = "device"
+SPEED_FACTOR = "speed-factor"
+DATA_PATH = "data-path"
+SKIPPED_LINES = "skipped-lines"
+
+# train instruction (CONFIG) keys
+VERSION = "version"
+TIME_BUDGET = "time-budget-s"
+MAX_STEPS = "max-steps"
+LEARNING_RATE = "learning-rate"
+SEED = "seed"
+
+# train reply (METRICS) keys
+NUM_EXAMPLES = "num-examples"
+TRAIN_LOSS = "train-loss"
+STEPS = "steps"
+TOKENS = "tokens"
+TRAIN_SECONDS = "train-seconds"
+LOAD_SECONDS = "load-seconds"
+BASE_VERSION = "base-version"
+
+TRAIN_METRIC_KEYS = (NUM_EXAMPLES, TRAIN_LOSS, STEPS, TOKENS, TRAIN_SECONDS, LOAD_SECONDS,
+                     BASE_VERSION)
+
+GATEWAY = "gateway"  # adapter name of the gateway in evaluate messages and artifacts

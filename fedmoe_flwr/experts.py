@@ -1,0 +1,61 @@
+"""Server-side expert state: weights, version and counters per specialty."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .aggregation import Weights
+
+
+@dataclass
+class ExpertState:
+    """One specialty's adapter on the server.
+
+    ``version`` counts merged updates and is the unit of staleness: a node
+    that trained on version 3 while the expert moved to 5 sends an update
+    with ``tau = 2``.
+    """
+
+    specialty: str
+    weights: Weights
+    version: int = 0
+    updates: int = 0
+    examples_seen: int = 0
+    nodes: set[int] = field(default_factory=set)
+    last_train_loss: float | None = None
+    eval_losses: dict[str, float] = field(default_factory=dict)  # domain -> held-out loss
+
+    def meta(self) -> dict[str, Any]:
+        """The ``meta.json`` of the expert's adapter directory."""
+        return {
+            "specialty": self.specialty,
+            "version": self.version,
+            "updates": self.updates,
+            "examples_seen": self.examples_seen,
+            "nodes": sorted(str(n) for n in self.nodes),
+            "last_train_loss": self.last_train_loss,
+            "eval_losses": self.eval_losses,
+        }
+
+
+@dataclass
+class GatewayState:
+    """The gateway adapter and how it was built."""
+
+    weights: Weights
+    method: str
+    version: int = 0
+    coefficients: dict[str, float] = field(default_factory=dict)
+    expert_versions: dict[str, int] = field(default_factory=dict)
+    eval_losses: dict[str, float] = field(default_factory=dict)
+
+    def meta(self) -> dict[str, Any]:
+        """The ``meta.json`` of the gateway's adapter directory."""
+        return {
+            "method": self.method,
+            "version": self.version,
+            "coefficients": self.coefficients,
+            "expert_versions": self.expert_versions,
+            "eval_losses": self.eval_losses,
+        }

@@ -1,0 +1,183 @@
+"""Base model loading (bitsandbytes 4/8-bit) and named LoRA adapters.
+
+One code path for every model and device: ``from_pretrained`` with a
+``BitsAndBytesConfig``, ``prepare_model_for_kbit_training``, then one PEFT
+LoRA adapter per specialty, keyed by name (``adapter_name=specialty``) on a
+single base model, never a copy of the model per specialty.  Only settings
+differ between a GPU node (bf16 compute) and a CPU laptop (fp32 compute).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ModelConfig
+from .tiny_model import resolve_model_path
+
+log = logging.getLogger(__name__)
+
+
+class ModelError(ValueError):
+    """The model or its LoRA configuration cannot be used as asked."""
+
+
+@dataclass
+class LoadedModel:
+    """A quantised base model with its tokenizer and named LoRA adapters."""
+
+    peft_model: Any  # peft.PeftModel
+    tokenizer: Any
+    device: torch.device
+    fingerprint: str
+    load_seconds: float
+
+
+_CACHE: dict[tuple, LoadedModel] = {}  # per process; survives between messages in simulation
+
+
+def pick_device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPUs that support it, fp32 elsewhere (CPU bf16 matmuls are slow and lossy)."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def model_fingerprint(path: str) -> str:
+    """Identify the exact base weights, so nodes with different bases are refused.
+
+    For local directories we hash ``config.json`` and, when small, the weights
+    (qwen2-tiny is rebuilt on each node and must come out identical); for hub
+    ids the id itself is all we have before download.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return path
+    h = hashlib.sha256((p / "config.json").read_bytes() if (p / "config.json").exists() else b"")
+    for f in sorted(p.glob("*.safetensors")):
+        h.update(f.name.encode())
+        if f.stat().st_size < 64 * 2**20:
+            h.update(f.read_bytes())
+        else:
+            h.update(str(f.stat().st_size).encode())
+    return h.hexdigest()[:16]
+
+
+def lora_config(cfg: ModelConfig) -> Any:
+    """The PEFT ``LoraConfig`` every node and the server agree on."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
+    )
+
+
+def check_target_modules(model: torch.nn.Module, targets: tuple[str, ...]) -> None:
+    """Fail loudly when a LoRA target matches nothing (PEFT would skip it silently)."""
+    leaf_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in targets if t not in leaf_names]
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                         if "Linear" in type(m).__name__})
+        raise ModelError(f"LoRA target module(s) {missing} match no module of the model "
+                         f"(model.target-modules); linear modules are: {linear}")
+
+
+def _quantization_config(bits: int, dtype: torch.dtype) -> Any:
+    from transformers import BitsAndBytesConfig
+
+    if bits == 4:
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                  bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+def _disable_cpu_repacking(model: torch.nn.Module) -> None:
+    """Keep 4-bit CPU weights trainable after an eval-mode forward.
+
+    bitsandbytes repacks CPU weights for AVX512-bf16 kernels on the first
+    eval forward, after which a training forward fails with "a view of a leaf
+    Variable ... in-place".  Turning the fast path off keeps one layout.
+    """
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+
+
+def load_base(cfg: ModelConfig) -> LoadedModel:
+    """Load (or reuse) the quantised base model with PEFT wrapped around it.
+
+    The first adapter is a placeholder named ``"_init"``; specialties get
+    their own named adapters through :func:`ensure_adapter`.
+    """
+    device = pick_device()
+    key = (cfg.name, cfg.quantization, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
+           cfg.target_modules, cfg.gradient_checkpointing, device.type)
+    if key in _CACHE:
+        return _CACHE[key]
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    t0 = time.perf_counter()
+    path = resolve_model_path(cfg.name)
+    dtype = compute_dtype(device)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype, quantization_config=_quantization_config(cfg.quantization, dtype),
+        device_map={"": device.index or 0} if device.type == "cuda" else None,
+    )
+    if cfg.quantization == 4:
+        _disable_cpu_repacking(model)
+    check_target_modules(model, cfg.target_modules)
+    if cfg.quantization:
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    elif cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    peft_model = get_peft_model(model, lora_config(cfg), adapter_name="_init")
+    loaded = LoadedModel(peft_model, tokenizer, device, model_fingerprint(path),
+                         time.perf_counter() - t0)
+    _CACHE[key] = loaded
+    log.info("loaded %s (%d-bit) on %s in %.1fs", cfg.name, cfg.quantization, device,
+             loaded.load_seconds)
+    return loaded
+
+
+def ensure_adapter(loaded: LoadedModel, specialty: str, cfg: ModelConfig) -> None:
+    """Create the specialty's named adapter if missing and make it the active one.
+
+    The initial weights are seeded by the specialty name, so every node of a
+    specialty proposes the same starting adapter at registration.
+    """
+    model = loaded.peft_model
+    if specialty not in model.peft_config:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(zlib.crc32(specialty.encode()))
+            model.add_adapter(specialty, lora_config(cfg))
+    model.set_adapter(specialty)
+
+
+def lora_signature(cfg: ModelConfig) -> dict[str, Any]:
+    """What must match between nodes and server for adapters to be exchangeable."""
+    return {"r": cfg.lora_r, "alpha": cfg.lora_alpha,
+            "target_modules": json.dumps(sorted(cfg.target_modules))}

@@ -1,0 +1,75 @@
+"""Client-side node settings and per-process data cache.
+
+A node learns its specialty and data file from its node config in a
+deployment (``--node-config "specialty='sql_expert' data-path='...'"``) and
+from the run config's ``sim.*`` lists in a simulation (by partition id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import AppConfig, ConfigError
+from .data import LocalData, load_local_data, tokenize
+
+APP_DIR = Path(__file__).resolve().parent.parent
+
+_DATA_CACHE: dict[tuple, tuple[LocalData, list[dict], list[dict]]] = {}
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Who this node is: its specialty, its data, its simulated speed."""
+
+    specialty: str
+    data_path: Path
+    speed_factor: float = 1.0
+
+
+def resolve_data_path(path: str) -> Path:
+    """Relative paths resolve against the working directory, then the app directory."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    return APP_DIR / p
+
+
+def node_settings(node_config: dict[str, Any], cfg: AppConfig) -> NodeSettings:
+    """Read the node's identity from its node config (deployment) or partition (simulation)."""
+    if "specialty" in node_config:
+        if "data-path" not in node_config:
+            raise ConfigError("node config has 'specialty' but no 'data-path'; start the "
+                              "SuperNode with --node-config \"specialty='...' "
+                              "data-path='/path/to/file.jsonl'\"")
+        try:
+            speed = float(node_config.get("speed-factor", 1.0))
+        except (TypeError, ValueError):
+            raise ConfigError(f"node config 'speed-factor' must be a number, got "
+                              f"{node_config.get('speed-factor')!r}") from None
+        if speed < 1.0:
+            raise ConfigError(f"node config 'speed-factor' must be >= 1, got {speed}")
+        return NodeSettings(str(node_config["specialty"]),
+                            resolve_data_path(str(node_config["data-path"])), speed)
+    if "partition-id" in node_config:
+        pid = int(node_config["partition-id"])
+        sim = cfg.sim
+        i = pid % len(sim.specialties)
+        speed = sim.speed_factors[pid] if pid < len(sim.speed_factors) else 1.0
+        return NodeSettings(sim.specialties[i], resolve_data_path(sim.data_paths[i]), speed)
+    raise ConfigError("node config has neither 'specialty' + 'data-path' (deployment) nor "
+                      "'partition-id' (simulation)")
+
+
+def node_data(node: NodeSettings, cfg: AppConfig, tokenizer: Any,
+              fingerprint: str) -> tuple[LocalData, list[dict], list[dict]]:
+    """Validated, split and tokenised data, cached for the life of the process."""
+    key = (str(node.data_path), cfg.data.eval_fraction, cfg.data.on_error,
+           cfg.train.max_seq_len, cfg.data.max_eval_examples, fingerprint)
+    if key not in _DATA_CACHE:
+        data = load_local_data(node.data_path, cfg.data.eval_fraction, cfg.data.on_error)
+        train_rows = list(tokenize(data.train, tokenizer, cfg.train.max_seq_len))
+        eval_rows = list(tokenize(data.eval, tokenizer, cfg.train.max_seq_len))
+        _DATA_CACHE[key] = (data, train_rows, eval_rows[: cfg.data.max_eval_examples])
+    return _DATA_CACHE[key]

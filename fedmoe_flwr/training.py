@@ -1,0 +1,121 @@
+"""The client's local training loop and held-out evaluation.
+
+One readable function each.  Training stops at a wall-clock budget (the
+original FedMoE uploaded every ``sync_interval`` seconds) or a step cap,
+whichever comes first, so a slow node sends smaller but on-time updates.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .data import IGNORE_INDEX
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one local training call did (sent back as the train reply's metrics)."""
+
+    loss: float
+    steps: int
+    tokens: int
+    examples: int
+    seconds: float
+
+
+def collate(rows: list[dict[str, list[int]]], pad_id: int,
+            device: torch.device) -> dict[str, torch.Tensor]:
+    """Right-pad a batch; padded positions get label -100 and attention 0."""
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (B, T)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r["input_ids"])
+        ids[i, :n] = torch.tensor(r["input_ids"])
+        labels[i, :n] = torch.tensor(r["labels"])
+        mask[i, :n] = 1
+    return {"input_ids": ids.to(device), "labels": labels.to(device),
+            "attention_mask": mask.to(device)}
+
+
+def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: int,
+                     device: torch.device, batch_size: int, learning_rate: float,
+                     time_budget: float, max_steps: int = 0, seed: int = 0,
+                     speed_factor: float = 1.0) -> TrainResult:
+    """Train the model's active adapter on tokenised rows until the budget ends.
+
+    Parameters
+    ----------
+    model : peft.PeftModel
+        Model whose active adapter is trainable (everything else frozen).
+    rows : list of dict
+        Tokenised examples with ``input_ids`` and ``labels``.
+    time_budget : float
+        Seconds of training; the step in progress when it runs out finishes.
+    max_steps : int
+        Step cap; 0 means only the time budget applies.
+    seed : int
+        Seeds the batch order, so a (version, node) pair is reproducible.
+    speed_factor : float
+        Simulated heterogeneity: each step is stretched to ``speed_factor``
+        times its real duration by sleeping, like a slower GPU would be.
+    """
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    model.train()
+    t0 = time.perf_counter()
+    steps = tokens = examples = 0
+    loss_sum = 0.0
+    order: list[int] = []
+    while True:
+        if not order:
+            order = list(range(len(rows)))
+            rng.shuffle(order)
+        batch_rows = [rows[order.pop()] for _ in range(min(batch_size, len(order)))]
+        step_start = time.perf_counter()
+        batch = collate(batch_rows, pad_id, device)
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        steps += 1
+        examples += len(batch_rows)
+        tokens += int(batch["attention_mask"].sum())
+        loss_sum += float(loss.detach())
+        if speed_factor > 1.0:
+            time.sleep((speed_factor - 1.0) * (time.perf_counter() - step_start))
+        if (max_steps and steps >= max_steps) or time.perf_counter() - t0 >= time_budget:
+            break
+    return TrainResult(loss=loss_sum / steps, steps=steps, tokens=tokens, examples=examples,
+                       seconds=time.perf_counter() - t0)
+
+
+@torch.no_grad()
+def evaluate_loss(model: Any, rows: list[dict[str, list[int]]], *, pad_id: int,
+                  device: torch.device, batch_size: int = 16) -> float:
+    """Mean per-token loss of the active adapter on answer tokens only."""
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(rows), batch_size):
+        batch = collate(rows[start:start + batch_size], pad_id, device)
+        logits = model(input_ids=batch["input_ids"],
+                       attention_mask=batch["attention_mask"]).logits  # (B, T, V)
+        shift_logits = logits[:, :-1].float()
+        shift_labels = batch["labels"][:, 1:]
+        loss = torch.nn.functional.cross_entropy(
+            shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
+            ignore_index=IGNORE_INDEX, reduction="sum")
+        total += float(loss)
+        count += int((shift_labels != IGNORE_INDEX).sum())
+    model.train()
+    return total / count if count else math.nan

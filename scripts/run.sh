@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The main job: a real Flower simulation of the federation on the embedded tiny Qwen.
+#
+#   bash scripts/run.sh                      # default: 3 SuperNodes, ~2 min of training
+#   bash scripts/run.sh --run-config conf/fedasync.toml  # extra args go to `flwr run`
+#
+# Starts its own local SuperLink (simulation mode) on a free port, submits the
+# app with `flwr run . --stream`, and stops that SuperLink (by its pid) when the
+# run ends or the script is interrupted: nothing keeps running afterwards.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/venv.sh"
+cd "$ROOT"
+
+STATE="$ROOT/.fedmoe"
+export FLWR_HOME="$STATE/flwr-home"
+export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1  # everything is in .venv already
+export FLWR_DISABLE_UPDATE_CHECK=1
+export FEDMOE_CACHE="${FEDMOE_CACHE:-$STATE/cache}"
+NUM_SUPERNODES="${NUM_SUPERNODES:-3}"
+# Flower gives each simulated node 2 CPUs by default, so on a 2-core machine only
+# one node would train at a time. Resources are whole numbers, so we tell Ray the
+# machine has one "CPU" per node instead (each node uses one torch thread).
+mkdir -p "$FLWR_HOME" "$STATE/logs"
+
+PORT="$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+export FLWR_LOCAL_SUPERLINK_HTTP_API_PORT="$PORT"
+export FLWR_LOCAL_CONTROL_API_PORT="$PORT"
+LOG="$STATE/logs/superlink-$PORT.log"
+flower-superlink --insecure --simulation --isolation subprocess --host 127.0.0.1 \
+  --port "$PORT" >"$LOG" 2>&1 &
+SUPERLINK_PID=$!
+cleanup() {
+  # The SuperLink starts the ServerApp and simulation as its children: stop them all.
+  pkill -TERM -P "$SUPERLINK_PID" 2>/dev/null || true
+  kill -TERM "$SUPERLINK_PID" 2>/dev/null || true
+  wait "$SUPERLINK_PID" 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+for _ in $(seq 1 120); do
+  curl -fs "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
+  kill -0 "$SUPERLINK_PID" 2>/dev/null || { echo "SuperLink failed to start, see $LOG" >&2; exit 1; }
+  sleep 0.5
+done
+
+echo "SuperLink pid $SUPERLINK_PID on 127.0.0.1:$PORT (log: $LOG)"
+flwr run . --stream \
+  --federation-config "num-supernodes=$NUM_SUPERNODES client-resources-num-cpus=1 init-args-num-cpus=$NUM_SUPERNODES" \
+  --run-config "run.output-dir='$ROOT/outputs'" "$@"
+echo
+echo "Results: $ROOT/outputs/latest -> $(readlink "$ROOT/outputs/latest" 2>/dev/null || echo '?')"
+echo "  experts/<specialty>/ and gateway/ are PEFT adapters; summary.json holds the eval matrix."

@@ -1,0 +1,37 @@
+"""Flower ServerApp: parse config -> build strategy -> run it.
+
+Everything else (the asynchronous loop, merging, checkpoints) lives in
+``strategies/`` and ``fedmoe_flwr/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from fedmoe_flwr.artifacts import RunDirectory
+from fedmoe_flwr.config import parse_run_config
+from fedmoe_flwr.logs import setup_logging
+from strategies import build_strategy
+
+app = ServerApp()
+log = logging.getLogger("fedmoe")
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Run one federation with the strategy named by ``strategy.name``."""
+    setup_logging()
+    cfg = parse_run_config(context.run_config)
+    run_name = cfg.run.name or f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.strategy.name}"
+    run_dir = RunDirectory(cfg.run.output_dir, run_name, cfg.model)
+    log.info("run directory: %s", run_dir.root)
+    strategy = build_strategy(cfg.strategy.name, cfg=cfg, run_dir=run_dir)
+    try:
+        strategy.run(grid)
+    finally:
+        run_dir.close()
+    log.info("results: %s (experts/, gateway/, summary.json, metrics.jsonl)", run_dir.root)

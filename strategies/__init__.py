@@ -1,0 +1,7 @@
+"""Aggregation strategies selectable by ``strategy.name`` (see ``registry``)."""
+
+from .base import AsyncStrategy, MergeResult
+from .fedasync import FedAsync
+from .registry import STRATEGIES, build_strategy
+
+__all__ = ["STRATEGIES", "AsyncStrategy", "FedAsync", "MergeResult", "build_strategy"]

@@ -1,0 +1,24 @@
+"""Strategies by run-config name (``strategy.name``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedmoe_flwr.config import ConfigError
+
+from .base import AsyncStrategy
+from .fedasync import FedAsync
+
+STRATEGIES: dict[str, type[AsyncStrategy]] = {
+    FedAsync.name: FedAsync,
+}
+
+
+def build_strategy(name: str, **kwargs: Any) -> AsyncStrategy:
+    """Instantiate a strategy by name; an unknown name lists the valid ones."""
+    try:
+        cls = STRATEGIES[name]
+    except KeyError:
+        raise ConfigError(f"run config key 'strategy.name' must be one of "
+                          f"{sorted(STRATEGIES)}, got {name!r}") from None
+    return cls(**kwargs)
