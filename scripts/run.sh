@@ -7,12 +7,15 @@
 # Starts its own local SuperLink (simulation mode) on a free port, submits the
 # app with `flwr run . --stream`, and stops that SuperLink (by its pid) when the
 # run ends or the script is interrupted: nothing keeps running afterwards.
+# Relative paths in the run config (run.output-dir = "outputs", the data files)
+# resolve against this directory, where the SuperLink and so the apps start.
+# Note: give all overrides in ONE --run-config (flwr 1.41 keeps only the last one).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/venv.sh"
 cd "$ROOT"
 
-STATE="$ROOT/.fedmoe"
+STATE="${FEDMOE_STATE:-$ROOT/.fedmoe}"        # Flower home, logs, model cache
 export FLWR_HOME="$STATE/flwr-home"
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1  # everything is in .venv already
 export FLWR_DISABLE_UPDATE_CHECK=1
@@ -46,7 +49,7 @@ done
 echo "SuperLink pid $SUPERLINK_PID on 127.0.0.1:$PORT (log: $LOG)"
 flwr run . --stream \
   --federation-config "num-supernodes=$NUM_SUPERNODES client-resources-num-cpus=1 init-args-num-cpus=$NUM_SUPERNODES" \
-  --run-config "run.output-dir='$ROOT/outputs'" "$@"
+  "$@"
 echo
-echo "Results: $ROOT/outputs/latest -> $(readlink "$ROOT/outputs/latest" 2>/dev/null || echo '?')"
+echo "Results: the 'results:' line above (default: $ROOT/outputs/latest)."
 echo "  experts/<specialty>/ and gateway/ are PEFT adapters; summary.json holds the eval matrix."

@@ -81,6 +81,7 @@ class RunStats:
     updates: int = 0
     rejected: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
+    discarded: int = 0  # updates that arrived after run.max-updates was reached
     bytes_sent: int = 0
     bytes_received: int = 0
 
@@ -223,6 +224,9 @@ class AsyncStrategy(ABC):
     def _handle_train(self, grid: Grid, reply: Message, flight: Flight) -> None:
         node = self.nodes.get(flight.node_id)
         expert = self.experts.get(flight.specialty)
+        if self._cap_reached():
+            self.stats.discarded += 1  # max-updates is a hard cap: later arrivals are dropped
+            return
         try:
             if expert is None:
                 raise UpdateRejected("unknown-specialty", f"{flight.specialty!r}")
@@ -394,10 +398,12 @@ class AsyncStrategy(ABC):
         for msg_id in [m for m, f in self.flights.items() if f.node_id == flight.node_id]:
             del self.flights[msg_id]
 
+    def _cap_reached(self) -> bool:
+        cap = self.cfg.run.max_updates
+        return bool(cap and self.stats.updates >= cap)
+
     def _done(self) -> bool:
-        max_updates = self.cfg.run.max_updates
-        return (self.clock() - self.start >= self.cfg.run.duration
-                or bool(max_updates and self.stats.updates >= max_updates))
+        return self.clock() - self.start >= self.cfg.run.duration or self._cap_reached()
 
     def run(self, grid: Grid) -> dict[str, Any]:
         """Register nodes, train until a stop condition, evaluate, and summarise."""
@@ -463,6 +469,7 @@ class AsyncStrategy(ABC):
             "strategy": self.name,
             "duration_s": round(self.clock() - self.start, 3),
             "updates": self.stats.updates,
+            "discarded_after_cap": self.stats.discarded,
             "rejected": dict(self.stats.rejected),
             "errors": {str(k): v for k, v in self.stats.errors.items()},
             "bytes_sent": self.stats.bytes_sent,

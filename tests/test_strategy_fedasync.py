@@ -1,0 +1,147 @@
+"""FedAsync's server loop in a fake Grid: out-of-order, stale, error and malformed replies."""
+
+import json
+
+import numpy as np
+import pytest
+from flwr.app import ArrayRecord, ConfigRecord, Error, MetricRecord, RecordDict
+
+from fedmoe_flwr import contract as C
+from fedmoe_flwr.artifacts import RunDirectory, load_adapter_weights
+from fedmoe_flwr.codec import from_array_record, to_array_record
+from fedmoe_flwr.config import parse_run_config
+from fedmoe_flwr.model import lora_signature
+from strategies import build_strategy
+from tests.fake_grid import FakeGrid
+
+KEYS = ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight")
+INIT = {KEYS[0]: np.zeros((2, 64), np.float32), KEYS[1]: np.zeros((64, 2), np.float32)}
+
+
+def make_node(specialty, *, delay=1, step=1.0, corrupt=None, error_on_train=None):
+    """A scripted node: trains by adding `step` to every weight."""
+    sig = lora_signature(parse_run_config({}).model)
+    state = {"trains": 0}
+
+    def behave(msg):
+        kind = msg.metadata.message_type
+        if kind == "query":
+            info = ConfigRecord({
+                C.SPECIALTY: specialty, C.NUM_TRAIN: 100, C.NUM_EVAL: 10, C.BASE_MODEL: "m",
+                C.MODEL_FINGERPRINT: "fp", C.LORA_R: sig["r"], C.LORA_ALPHA: sig["alpha"],
+                C.LORA_TARGETS: sig["target_modules"], C.DEVICE: "cpu"})
+            return RecordDict({C.INFO: info, C.ADAPTER: to_array_record(INIT)}), 1
+        if kind == "evaluate":
+            names = [n.removeprefix(C.EVAL_PREFIX) for n in msg.content.array_records]
+            return RecordDict({C.EVAL_LOSSES: MetricRecord({n: 1.0 for n in names})}), 1
+        state["trains"] += 1
+        if error_on_train and state["trains"] == error_on_train:
+            return Error(code=5, reason="node unavailable"), delay
+        weights = {k: v + step for k, v in from_array_record(msg.content[C.ADAPTER]).items()}
+        if corrupt and state["trains"] == 1:
+            weights = corrupt(weights)
+        metrics = MetricRecord({
+            C.NUM_EXAMPLES: 8, C.TRAIN_LOSS: 1.0, C.STEPS: 1, C.TOKENS: 10,
+            C.TRAIN_SECONDS: 0.1, C.LOAD_SECONDS: 0.0,
+            C.BASE_VERSION: int(msg.content[C.CONFIG][C.VERSION])})
+        return RecordDict({C.ADAPTER: to_array_record(weights), C.METRICS: metrics}), delay
+
+    return behave
+
+
+def run(tmp_path, nodes, **overrides):
+    cfg = parse_run_config({"run.duration": 1e9, "run.drain-timeout": 5.0,
+                            "run.specialties": "python_expert,sql_expert", **overrides})
+    run_dir = RunDirectory(tmp_path, "run", cfg.model)
+    now = [0.0]
+    strategy = build_strategy(
+        "fedasync", cfg=cfg, run_dir=run_dir, clock=lambda: now[0],
+        sleep=lambda dt: now.__setitem__(0, now[0] + dt), poll_interval=0.05)
+    grid = FakeGrid(nodes)
+    summary = strategy.run(grid)
+    run_dir.close()
+    events = [json.loads(line) for line in (run_dir.root / "metrics.jsonl").open()]
+    return strategy, summary, events
+
+
+def test_single_node_versions_follow_fedasync_by_hand(tmp_path):
+    # alpha 0.5, tau always 0: w1 = 0.5*0 + 0.5*(0+1) = 0.5; w2 = 0.5*0.5 + 0.5*1.5 = 1.0;
+    # w3 = 0.5*1.0 + 0.5*2.0 = 1.5
+    strategy, summary, _ = run(
+        tmp_path, {1: make_node("python_expert")}, **{
+            "strategy.alpha": 0.5, "run.max-updates": 3, "run.specialties": "python_expert"})
+    expert = strategy.experts["python_expert"]
+    assert expert.version == 3
+    np.testing.assert_allclose(expert.weights[KEYS[0]], 1.5)
+    saved = load_adapter_weights(tmp_path / "run" / "experts" / "python_expert")
+    np.testing.assert_allclose(saved[KEYS[0]], 1.5)
+    assert summary["experts"]["python_expert"]["version"] == 3
+
+
+def test_out_of_order_stale_error_and_malformed(tmp_path):
+    def nan(weights):
+        return {k: np.full_like(v, np.nan) for k, v in weights.items()}
+
+    nodes = {
+        1: make_node("python_expert", delay=1),  # fast
+        2: make_node("python_expert", delay=4),  # slow: its updates arrive stale
+        3: make_node("sql_expert", delay=2, corrupt=nan),  # first update is NaN
+        4: make_node("sql_expert", delay=1, error_on_train=2),  # fails on its 2nd train
+    }
+    strategy, summary, events = run(tmp_path, nodes, **{"run.max-updates": 14,
+                                                        "strategy.alpha": 0.6})
+    updates = [e for e in events if e["event"] == "update"]
+    py = [e for e in updates if e["specialty"] == "python_expert"]
+    # Both python nodes contributed, and the slow one's updates were stale.
+    assert {e["node"] for e in py} == {"1", "2"}
+    stale = [e for e in py if e["staleness"] > 0]
+    assert stale, "the slow node's updates should arrive stale"
+    for e in stale:  # a_t = alpha * (tau + 1) ** -0.5
+        assert e["mixing"] == pytest.approx(0.6 * (e["staleness"] + 1) ** -0.5)
+    # Replies were consumed out of push order: node 1 finished several before node 2's first.
+    first_slow = next(i for i, e in enumerate(py) if e["node"] == "2")
+    assert first_slow >= 2
+    # Versions only go up, by one per applied update.
+    versions = [e["version"] for e in py]
+    assert versions == sorted(versions) and versions[-1] == strategy.experts["python_expert"].version
+    # The NaN update was rejected and left the expert finite.
+    assert summary["rejected"] == {"non-finite": 1}
+    assert np.isfinite(strategy.experts["sql_expert"].weights[KEYS[0]]).all()
+    # The error reply dropped node 4 without stopping the loop; node 3 kept training sql.
+    assert summary["errors"] == {"5": 1}
+    assert 4 not in strategy.nodes
+    assert any(e["event"] == "error" and e["node"] == "4" for e in events)
+    sql_after_error = [e for e in updates if e["specialty"] == "sql_expert" and e["node"] == "3"]
+    assert len(sql_after_error) >= 2
+    # Final evaluation covered both domains, gateway included.
+    assert set(summary["eval"]["final"]) == {"python_expert", "sql_expert"}
+    assert "gateway" in summary["eval"]["final"]["sql_expert"]
+
+
+def test_wrong_shape_and_unknown_specialty_are_refused(tmp_path):
+    def wrong_shape(weights):
+        return {k: np.zeros((3, 3), np.float32) for k in weights}
+
+    nodes = {1: make_node("python_expert", corrupt=wrong_shape),
+             2: make_node("rust_expert")}
+    strategy, summary, events = run(tmp_path, nodes, **{
+        "run.max-updates": 2, "run.specialties": "python_expert",
+        "run.register-timeout": 3.0})
+    assert summary["rejected"] == {"wrong-shape": 1}
+    assert "unknown specialty" in strategy.refused[2]
+    assert strategy.experts["python_expert"].version == 2
+
+
+def test_max_staleness_drops_updates(tmp_path):
+    nodes = {1: make_node("python_expert", delay=1), 2: make_node("python_expert", delay=6)}
+    _, summary, _ = run(tmp_path, nodes, **{"run.max-updates": 10, "strategy.max-staleness": 1,
+                                            "run.specialties": "python_expert"})
+    assert summary["rejected"].get("too-stale", 0) >= 1
+
+
+def test_array_record_roundtrip():
+    rec = to_array_record(INIT)
+    assert isinstance(rec, ArrayRecord)
+    back = from_array_record(rec)
+    assert set(back) == set(INIT) and back[KEYS[1]].shape == (64, 2)
