@@ -33,6 +33,7 @@ from fedmoe_flwr.config import AppConfig
 from fedmoe_flwr.experts import ExpertState, GatewayState
 from fedmoe_flwr.gateway import build_gateway, gateway_coefficients
 from fedmoe_flwr.model import lora_signature
+from fedmoe_flwr.plot import plot_progress
 from fedmoe_flwr.report import eval_table, summary_table
 from fedmoe_flwr.validation import UpdateRejected, validate_update
 
@@ -348,8 +349,9 @@ class AsyncStrategy(ABC):
             target = self.gateway if name == C.GATEWAY else self.experts.get(name)
             if target is not None:
                 target.eval_losses[flight.specialty] = loss
+        elapsed = 0.0 if flight.tag == "initial" else self.clock() - self.start
         self.run_dir.log_event("eval", tag=flight.tag, domain=flight.specialty,
-                               elapsed=round(self.clock() - self.start, 3), losses=row)
+                               elapsed=round(elapsed, 3), losses=row)
 
     def evaluate_blocking(self, grid: Grid, tag: str, timeout: float) -> None:
         """Run one evaluation round and wait for it (start and end of the run)."""
@@ -481,6 +483,10 @@ class AsyncStrategy(ABC):
         }
         self.run_dir.write_json("summary.json", summary)
         self.run_dir.log_event("end", updates=self.stats.updates)
+        try:
+            plot_progress(self.run_dir.root / "metrics.jsonl", self.run_dir.root / "progress.png")
+        except Exception as err:  # a plot must never fail a finished run
+            log.warning("could not draw progress.png: %s", err)
         log.info("\n%s", summary_table(summary))
         log.info("\n%s", eval_table(self.initial_eval, self.eval_matrix))
         return summary

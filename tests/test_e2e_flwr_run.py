@@ -17,7 +17,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"  # a zombie is not running
 
 
 def test_flwr_run_trains_every_expert_and_writes_artifacts(tmp_path):
@@ -43,5 +44,6 @@ def test_flwr_run_trains_every_expert_and_writes_artifacts(tmp_path):
         initial = summary["eval"]["initial"][specialty]
         assert final[specialty] < initial[specialty]  # each expert learned its domain
     assert (run / "gateway" / "adapter_config.json").exists()
+    assert (run / "progress.png").exists()
     events = [json.loads(line) for line in (run / "metrics.jsonl").open()]
     assert sum(e["event"] == "update" for e in events) == summary["updates"] >= 6

@@ -104,7 +104,8 @@ def test_out_of_order_stale_error_and_malformed(tmp_path):
     assert first_slow >= 2
     # Versions only go up, by one per applied update.
     versions = [e["version"] for e in py]
-    assert versions == sorted(versions) and versions[-1] == strategy.experts["python_expert"].version
+    assert versions == sorted(versions)
+    assert versions[-1] == strategy.experts["python_expert"].version
     # The NaN update was rejected and left the expert finite.
     assert summary["rejected"] == {"non-finite": 1}
     assert np.isfinite(strategy.experts["sql_expert"].weights[KEYS[0]]).all()
@@ -117,6 +118,7 @@ def test_out_of_order_stale_error_and_malformed(tmp_path):
     # Final evaluation covered both domains, gateway included.
     assert set(summary["eval"]["final"]) == {"python_expert", "sql_expert"}
     assert "gateway" in summary["eval"]["final"]["sql_expert"]
+    assert (tmp_path / "run" / "progress.png").stat().st_size > 10_000
 
 
 def test_wrong_shape_and_unknown_specialty_are_refused(tmp_path):
