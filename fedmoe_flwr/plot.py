@@ -34,7 +34,7 @@ def plot_progress(metrics_path: Path, out_path: Path) -> Path:
         t, loss, version = zip(*points, strict=True)
         (line,) = ax_loss.plot(t, loss, marker=".", label=f"{specialty} (train)")
         if evals.get(specialty):
-            et, el = zip(*evals[specialty], strict=True)
+            et, el = zip(*sorted(evals[specialty]), strict=True)
             ax_loss.plot(et, el, "s--", color=line.get_color(), label=f"{specialty} (held-out)")
         ax_ver.step(t, version, where="post", label=specialty, color=line.get_color())
     ax_loss.set(xlabel="seconds since training started", ylabel="loss",
