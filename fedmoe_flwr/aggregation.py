@@ -34,3 +34,23 @@ def weighted_average(weights: Sequence[Weights], coefficients: Sequence[float]) 
         raise ValueError(f"coefficients must sum to a positive value, got {total}")
     return {k: (sum(c * w[k] for w, c in zip(weights, coefficients, strict=True)) / total)
             .astype(np.float32) for k in weights[0]}
+
+
+def fedbuff_staleness_weight(staleness: int) -> float:
+    """FedBuff's down-weighting of a stale delta: ``1 / sqrt(1 + tau)``."""
+    return 1.0 / float(np.sqrt(1.0 + staleness))
+
+
+def fedbuff_apply(current: Weights, deltas: Sequence[Weights], scales: Sequence[float],
+                  server_lr: float) -> Weights:
+    """FedBuff server step (Nguyen et al. 2022): ``w <- w + eta_g * mean_i(s_i * delta_i)``.
+
+    ``deltas`` are client weights minus the weights each client started from;
+    ``scales`` are their staleness weights.
+    """
+    if not deltas or len(deltas) != len(scales):
+        raise ValueError("need at least one delta and one scale per delta")
+    k = len(deltas)
+    return {key: (current[key] + server_lr * sum(s * d[key] for d, s in
+                                                 zip(deltas, scales, strict=True)) / k)
+            .astype(np.float32) for key in current}

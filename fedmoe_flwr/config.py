@@ -133,8 +133,13 @@ class StrategyConfig:
     staleness_b: int = 4
     staleness_decay: float = 0.5
     max_staleness: int = 20
+    buffer_size: int = 3
+    server_lr: float = 1.0
 
     def __post_init__(self) -> None:
+        _check(self.buffer_size >= 1, "strategy.buffer-size", self.buffer_size,
+               "a positive integer")
+        _check(self.server_lr > 0, "strategy.server-lr", self.server_lr, "> 0")
         _check(0 < self.alpha <= 1, "strategy.alpha", self.alpha, "in (0, 1]")
         _check(self.staleness in STALENESS_FUNCTIONS, "strategy.staleness", self.staleness,
                f"one of {STALENESS_FUNCTIONS}")
@@ -256,6 +261,8 @@ def parse_run_config(raw: Mapping[str, Any]) -> AppConfig:
         staleness_b=r.get("strategy.staleness-b", int, d.strategy.staleness_b),
         staleness_decay=r.get("strategy.staleness-decay", float, d.strategy.staleness_decay),
         max_staleness=r.get("strategy.max-staleness", int, d.strategy.max_staleness),
+        buffer_size=r.get("strategy.buffer-size", int, d.strategy.buffer_size),
+        server_lr=r.get("strategy.server-lr", float, d.strategy.server_lr),
     )
     gateway = GatewayConfig(
         method=r.get("gateway.method", str, d.gateway.method),

@@ -2,6 +2,7 @@
 
 from .base import AsyncStrategy, MergeResult
 from .fedasync import FedAsync
+from .fedbuff import FedBuff
 from .registry import STRATEGIES, build_strategy
 
-__all__ = ["STRATEGIES", "AsyncStrategy", "FedAsync", "MergeResult", "build_strategy"]
+__all__ = ["STRATEGIES", "AsyncStrategy", "FedAsync", "FedBuff", "MergeResult", "build_strategy"]

@@ -65,6 +65,7 @@ class Flight:
     specialty: str = ""
     base_version: int = 0
     tag: str = ""
+    base_weights: Weights | None = None  # what a train message sent (for delta-based rules)
 
 
 @dataclass
@@ -129,9 +130,13 @@ class AsyncStrategy(ABC):
 
     # ------------------------------------------------------------------ merge rule
     @abstractmethod
-    def merge(self, expert: ExpertState, update: Weights, staleness: int,
+    def merge(self, expert: ExpertState, update: Weights, base: Weights, staleness: int,
               num_examples: int) -> MergeResult:
-        """Combine one validated update into the expert; return the new weights."""
+        """Combine one validated update into the expert; return the new weights.
+
+        ``base`` is the adapter the node started from, so ``update - base`` is
+        its delta; arrays are never mutated, so keeping a reference is free.
+        """
 
     def accepts_staleness(self, staleness: int) -> bool:
         """Updates staler than ``strategy.max-staleness`` versions are dropped."""
@@ -173,7 +178,8 @@ class AsyncStrategy(ABC):
             }),
         })
         return (self._message(content, node.node_id, "train"),
-                Flight(node.node_id, "train", self.clock(), node.specialty, expert.version))
+                Flight(node.node_id, "train", self.clock(), node.specialty, expert.version,
+                       base_weights=expert.weights))
 
     def dispatch(self, grid: Grid, nodes: Iterable[NodeInfo]) -> None:
         """Send each node its specialty's newest adapter (unless stopping)."""
@@ -254,7 +260,9 @@ class AsyncStrategy(ABC):
             if not self.accepts_staleness(staleness):
                 raise UpdateRejected("too-stale", f"staleness {staleness} > max "
                                      f"{self.cfg.strategy.max_staleness}")
-            result = self.merge(expert, update, staleness, int(metrics[C.NUM_EXAMPLES]))
+            base = flight.base_weights if flight.base_weights is not None else expert.weights
+            result = self.merge(expert, update, base,
+                                staleness, int(metrics[C.NUM_EXAMPLES]))
         except UpdateRejected as err:
             self.stats.rejected[err.reason] += 1
             log.warning("update from node %s (%s) rejected: %s", flight.node_id,

@@ -35,7 +35,7 @@ class FedAsync(AsyncStrategy):
         self.staleness_fn = staleness_fn or make_staleness(
             s.staleness, a=s.staleness_a, b=s.staleness_b, decay=s.staleness_decay)
 
-    def merge(self, expert: ExpertState, update: Weights, staleness: int,
+    def merge(self, expert: ExpertState, update: Weights, base: Weights, staleness: int,
               num_examples: int) -> MergeResult:
         """Mix the update into the expert with weight ``alpha * s(tau)``."""
         mixing = self.alpha * self.staleness_fn(staleness)

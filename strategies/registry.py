@@ -8,9 +8,11 @@ from fedmoe_flwr.config import ConfigError
 
 from .base import AsyncStrategy
 from .fedasync import FedAsync
+from .fedbuff import FedBuff
 
 STRATEGIES: dict[str, type[AsyncStrategy]] = {
     FedAsync.name: FedAsync,
+    FedBuff.name: FedBuff,
 }
 
 

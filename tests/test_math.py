@@ -81,3 +81,21 @@ def test_gateway_equal_weighting_and_sum():
 def test_gateway_examples_weighting_counts_unseen_expert_as_one():
     assert gateway_coefficients({"a": 0, "b": 3}, "examples") == pytest.approx(
         {"a": 0.25, "b": 0.75})
+
+
+def test_fedbuff_staleness_weight():
+    from fedmoe_flwr.aggregation import fedbuff_staleness_weight
+
+    assert fedbuff_staleness_weight(0) == 1.0
+    assert fedbuff_staleness_weight(3) == pytest.approx(0.5)  # 1 / sqrt(4)
+
+
+def test_fedbuff_apply_hand_computed():
+    from fedmoe_flwr.aggregation import fedbuff_apply
+
+    current = {"w": np.array([1.0, 1.0])}
+    deltas = [{"w": np.array([2.0, 0.0])}, {"w": np.array([0.0, 4.0])}]
+    # scales 1 and 0.5, K = 2, eta = 0.5: w + 0.5 * ([2, 0] * 1 + [0, 4] * 0.5) / 2
+    # = [1, 1] + 0.5 * [1, 1] = [1.5, 1.5]
+    out = fedbuff_apply(current, deltas, [1.0, 0.5], server_lr=0.5)
+    np.testing.assert_allclose(out["w"], [1.5, 1.5])

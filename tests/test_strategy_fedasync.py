@@ -56,7 +56,7 @@ def run(tmp_path, nodes, **overrides):
     run_dir = RunDirectory(tmp_path, "run", cfg.model)
     now = [0.0]
     strategy = build_strategy(
-        "fedasync", cfg=cfg, run_dir=run_dir, clock=lambda: now[0],
+        cfg.strategy.name, cfg=cfg, run_dir=run_dir, clock=lambda: now[0],
         sleep=lambda dt: now.__setitem__(0, now[0] + dt), poll_interval=0.05)
     grid = FakeGrid(nodes)
     summary = strategy.run(grid)
