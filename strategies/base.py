@@ -291,9 +291,10 @@ class AsyncStrategy(ABC):
     def _log_update(self, flight: Flight, expert: ExpertState, staleness: int,
                     result: MergeResult, metrics: Any) -> None:
         elapsed = self.clock() - self.start
-        log.info("%6.1fs  %-14s node %-20s tau=%-2d a=%.3f -> v%-3d loss %.3f  (%d steps, "
+        outcome = f"-> v{expert.version:<3d}" if result.weights is not None else "buffered"
+        log.info("%6.1fs  %-14s node %-20s tau=%-2d a=%.3f %-8s loss %.3f  (%d steps, "
                  "%.1fs)", elapsed, expert.specialty, flight.node_id, staleness,
-                 result.mixing, expert.version, float(metrics[C.TRAIN_LOSS]),
+                 result.mixing, outcome, float(metrics[C.TRAIN_LOSS]),
                  int(metrics[C.STEPS]), float(metrics[C.TRAIN_SECONDS]))
         self.run_dir.log_event(
             "update", elapsed=round(elapsed, 3), specialty=expert.specialty,
