@@ -15,7 +15,7 @@ from flwr.serverapp import Grid, ServerApp
 from fedmoe_flwr.artifacts import RunDirectory
 from fedmoe_flwr.config import parse_run_config
 from fedmoe_flwr.logs import setup_logging
-from strategies import build_strategy
+from strategies import strategy_class
 
 app = ServerApp()
 log = logging.getLogger("fedmoe")
@@ -26,10 +26,11 @@ def main(grid: Grid, context: Context) -> None:
     """Run one federation with the strategy named by ``strategy.name``."""
     setup_logging()
     cfg = parse_run_config(context.run_config)
+    strategy_cls = strategy_class(cfg.strategy.name)  # fail on a bad name before any write
     run_name = cfg.run.name or f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.strategy.name}"
     run_dir = RunDirectory(cfg.run.output_dir, run_name, cfg.model)
     log.info("run directory: %s", run_dir.root)
-    strategy = build_strategy(cfg.strategy.name, cfg=cfg, run_dir=run_dir)
+    strategy = strategy_cls(cfg=cfg, run_dir=run_dir)
     try:
         strategy.run(grid)
     finally:

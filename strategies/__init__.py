@@ -3,6 +3,7 @@
 from .base import AsyncStrategy, MergeResult
 from .fedasync import FedAsync
 from .fedbuff import FedBuff
-from .registry import STRATEGIES, build_strategy
+from .registry import STRATEGIES, build_strategy, strategy_class
 
-__all__ = ["STRATEGIES", "AsyncStrategy", "FedAsync", "FedBuff", "MergeResult", "build_strategy"]
+__all__ = ["STRATEGIES", "AsyncStrategy", "FedAsync", "FedBuff", "MergeResult",
+           "build_strategy", "strategy_class"]

@@ -16,11 +16,15 @@ STRATEGIES: dict[str, type[AsyncStrategy]] = {
 }
 
 
-def build_strategy(name: str, **kwargs: Any) -> AsyncStrategy:
-    """Instantiate a strategy by name; an unknown name lists the valid ones."""
+def strategy_class(name: str) -> type[AsyncStrategy]:
+    """Look a strategy up by name; an unknown name lists the valid ones."""
     try:
-        cls = STRATEGIES[name]
+        return STRATEGIES[name]
     except KeyError:
         raise ConfigError(f"run config key 'strategy.name' must be one of "
                           f"{sorted(STRATEGIES)}, got {name!r}") from None
-    return cls(**kwargs)
+
+
+def build_strategy(name: str, **kwargs: Any) -> AsyncStrategy:
+    """Instantiate a strategy by name."""
+    return strategy_class(name)(**kwargs)
