@@ -92,13 +92,18 @@ def evaluate(msg: Message, context: Context) -> Message:
     """Held-out loss of every adapter in the message on this node's eval split."""
     cfg, node, loaded, _ = _setup(context)
     _, _, eval_rows = node_data(node, cfg, loaded.tokenizer, loaded.fingerprint)
-    ensure_adapter(loaded, EVAL_SLOT, cfg.model)
+    instr = msg.content[C.CONFIG]
     losses: dict[str, float] = {}
     for name, record in msg.content.array_records.items():
         if not name.startswith(C.EVAL_PREFIX) or not isinstance(record, ArrayRecord):
             continue
-        set_adapter_weights(loaded.peft_model, EVAL_SLOT, from_array_record(record))
-        losses[name.removeprefix(C.EVAL_PREFIX)] = evaluate_loss(
+        adapter = name.removeprefix(C.EVAL_PREFIX)
+        rank = int(instr.get(C.EVAL_RANK_PREFIX + adapter, cfg.model.lora_r))
+        alpha = int(instr.get(C.EVAL_ALPHA_PREFIX + adapter, cfg.model.lora_alpha))
+        slot = f"{EVAL_SLOT}_r{rank}_a{alpha}"  # one scratch adapter per LoRA shape
+        ensure_adapter(loaded, slot, cfg.model, rank, alpha)
+        set_adapter_weights(loaded.peft_model, slot, from_array_record(record))
+        losses[adapter] = evaluate_loss(
             loaded.peft_model, eval_rows, pad_id=loaded.tokenizer.pad_token_id,
             device=loaded.device)
     loaded.peft_model.set_adapter(node.specialty)

@@ -28,7 +28,7 @@ def main(grid: Grid, context: Context) -> None:
     cfg = parse_run_config(context.run_config)
     strategy_cls = strategy_class(cfg.strategy.name)  # fail on a bad name before any write
     run_name = cfg.run.name or f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.strategy.name}"
-    run_dir = RunDirectory(cfg.run.output_dir, run_name, cfg.model)
+    run_dir = RunDirectory(cfg.run.output_dir, run_name, cfg.model, cfg.run.keep_versions)
     log.info("run directory: %s", run_dir.root)
     strategy = strategy_cls(cfg=cfg, run_dir=run_dir)
     try:

@@ -31,8 +31,6 @@ import numpy as np
 from .aggregation import Weights
 from .config import ModelConfig
 
-KEEP_VERSIONS = 2  # versioned directories kept per adapter (current + previous)
-
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a file via a temp file in the same directory and ``os.replace``."""
@@ -58,18 +56,19 @@ def atomic_symlink(target: str, link: Path) -> None:
 
 
 def write_peft_adapter(directory: Path, weights: Weights, model_cfg: ModelConfig,
-                       base_model: str) -> None:
+                       base_model: str, rank: int = 0, alpha: int = 0) -> None:
     """Write a standard PEFT adapter directory with PEFT's own config writer.
 
     The safetensors keys are PEFT's saved-adapter keys, so
     ``PeftModel.from_pretrained(base, directory)`` loads it as it would an
-    adapter saved by ``save_pretrained``.
+    adapter saved by ``save_pretrained``.  ``rank`` / ``alpha`` override the
+    run's LoRA settings for merged adapters (a ``cat`` gateway has rank n x r).
     """
     from safetensors.numpy import save_file
 
     from .model import lora_config
 
-    cfg = lora_config(model_cfg)
+    cfg = lora_config(model_cfg, rank, alpha)
     cfg.base_model_name_or_path = base_model
     cfg.save_pretrained(str(directory))
     save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sorted(weights.items())},
@@ -86,9 +85,11 @@ def load_adapter_weights(directory: Path) -> Weights:
 class RunDirectory:
     """Writes one run's artifacts; the only code that touches the run directory."""
 
-    def __init__(self, output_dir: str | Path, run_name: str, model_cfg: ModelConfig) -> None:
+    def __init__(self, output_dir: str | Path, run_name: str, model_cfg: ModelConfig,
+                 keep_versions: int = 2) -> None:
         self.root = Path(output_dir).expanduser().resolve() / run_name
         self.model_cfg = model_cfg
+        self.keep_versions = keep_versions  # 0 = keep every version (benchmarks replay them)
         self.root.mkdir(parents=True, exist_ok=True)
         self._metrics = (self.root / "metrics.jsonl").open("a", encoding="utf-8")
         latest = self.root.parent / "latest"
@@ -96,7 +97,7 @@ class RunDirectory:
             atomic_symlink(run_name, latest)
 
     def save_adapter(self, relpath: str, weights: Weights, version: int,
-                     meta: dict[str, Any]) -> Path:
+                     meta: dict[str, Any], rank: int = 0, alpha: int = 0) -> Path:
         """Checkpoint one adapter (``experts/<specialty>`` or ``gateway``) atomically."""
         link = self.root / relpath
         versions = link.parent / ".versions"
@@ -104,7 +105,7 @@ class RunDirectory:
         final = versions / f"{link.name}-v{version:06d}"
         tmp = Path(tempfile.mkdtemp(prefix=f".{link.name}-tmp-", dir=versions))
         try:
-            write_peft_adapter(tmp, weights, self.model_cfg, self.model_cfg.name)
+            write_peft_adapter(tmp, weights, self.model_cfg, self.model_cfg.name, rank, alpha)
             atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=2, sort_keys=True))
             if final.exists():  # same version re-saved (e.g. eval losses added)
                 shutil.rmtree(final)
@@ -116,8 +117,9 @@ class RunDirectory:
             raise FileExistsError(f"{link} exists and is not a checkpoint link; refusing to "
                                   f"overwrite it")
         atomic_symlink(os.path.relpath(final, link.parent), link)
-        for old in sorted(versions.glob(f"{link.name}-v*"))[:-KEEP_VERSIONS]:
-            shutil.rmtree(old, ignore_errors=True)
+        if self.keep_versions:
+            for old in sorted(versions.glob(f"{link.name}-v*"))[:-self.keep_versions]:
+                shutil.rmtree(old, ignore_errors=True)
         return final
 
     def log_event(self, event: str, **fields: Any) -> None:

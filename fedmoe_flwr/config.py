@@ -15,9 +15,10 @@ from typing import Any
 
 QWEN_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 STALENESS_FUNCTIONS = ("constant", "polynomial", "hinge", "exponential")
-GATEWAY_METHODS = ("weighted-average", "sum")
+GATEWAY_METHODS = ("cat", "svd", "ties", "dare-ties", "weighted-average", "sum")
 GATEWAY_WEIGHTINGS = ("examples", "equal")
 ON_ERROR = ("fail", "skip")
+SYNC_SCOPES = ("global", "specialty")
 QUANTIZATION_BITS = (0, 4, 8)
 
 
@@ -135,8 +136,14 @@ class StrategyConfig:
     max_staleness: int = 20
     buffer_size: int = 3
     server_lr: float = 1.0
+    round_timeout: float = 0.0
+    sync_scope: str = "global"
 
     def __post_init__(self) -> None:
+        _check(self.round_timeout >= 0, "strategy.round-timeout", self.round_timeout,
+               ">= 0 seconds (0 = wait for every node)")
+        _check(self.sync_scope in SYNC_SCOPES, "strategy.sync-scope", self.sync_scope,
+               f"one of {SYNC_SCOPES}")
         _check(self.buffer_size >= 1, "strategy.buffer-size", self.buffer_size,
                "a positive integer")
         _check(self.server_lr > 0, "strategy.server-lr", self.server_lr, "> 0")
@@ -154,10 +161,14 @@ class StrategyConfig:
 class GatewayConfig:
     """How the gateway adapter is built from the experts."""
 
-    method: str = "weighted-average"
+    method: str = "cat"
     weighting: str = "examples"
+    rank: int = 0
+    density: float = 0.5
 
     def __post_init__(self) -> None:
+        _check(self.rank >= 0, "gateway.rank", self.rank, ">= 0 (0 = the experts' LoRA rank)")
+        _check(0 < self.density <= 1, "gateway.density", self.density, "in (0, 1]")
         _check(self.method in GATEWAY_METHODS, "gateway.method", self.method,
                f"one of {GATEWAY_METHODS}")
         _check(self.weighting in GATEWAY_WEIGHTINGS, "gateway.weighting", self.weighting,
@@ -178,8 +189,11 @@ class RunSettings:
     register_timeout: float = 120.0
     message_ttl: float = 900.0
     drain_timeout: float = 60.0
+    keep_versions: int = 2
 
     def __post_init__(self) -> None:
+        _check(self.keep_versions >= 0, "run.keep-versions", self.keep_versions,
+               ">= 0 (0 = keep every version)")
         _check(len(self.specialties) > 0, "run.specialties", self.specialties,
                "a non-empty comma-separated list")
         _check(len(set(self.specialties)) == len(self.specialties), "run.specialties",
@@ -263,10 +277,14 @@ def parse_run_config(raw: Mapping[str, Any]) -> AppConfig:
         max_staleness=r.get("strategy.max-staleness", int, d.strategy.max_staleness),
         buffer_size=r.get("strategy.buffer-size", int, d.strategy.buffer_size),
         server_lr=r.get("strategy.server-lr", float, d.strategy.server_lr),
+        round_timeout=r.get("strategy.round-timeout", float, d.strategy.round_timeout),
+        sync_scope=r.get("strategy.sync-scope", str, d.strategy.sync_scope),
     )
     gateway = GatewayConfig(
         method=r.get("gateway.method", str, d.gateway.method),
         weighting=r.get("gateway.weighting", str, d.gateway.weighting),
+        rank=r.get("gateway.rank", int, d.gateway.rank),
+        density=r.get("gateway.density", float, d.gateway.density),
     )
     run = RunSettings(
         specialties=split_list(r.get("run.specialties", str, ",".join(d.run.specialties))),
@@ -279,6 +297,7 @@ def parse_run_config(raw: Mapping[str, Any]) -> AppConfig:
         register_timeout=r.get("run.register-timeout", float, d.run.register_timeout),
         message_ttl=r.get("run.message-ttl", float, d.run.message_ttl),
         drain_timeout=r.get("run.drain-timeout", float, d.run.drain_timeout),
+        keep_versions=r.get("run.keep-versions", int, d.run.keep_versions),
     )
     speeds_raw = split_list(r.get("sim.speed-factors", str,
                                   ",".join(str(s) for s in d.sim.speed_factors)))

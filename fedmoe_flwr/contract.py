@@ -14,6 +14,10 @@ INFO = "info"  # ConfigRecord: node registration (node -> server)
 METRICS = "metrics"  # MetricRecord: training metrics (node -> server)
 EVAL_LOSSES = "eval-losses"  # MetricRecord: adapter name -> held-out loss
 EVAL_PREFIX = "eval."  # ArrayRecord names in an evaluate message: "eval.<adapter>"
+# Evaluate CONFIG keys "lora-r.<adapter>" / "lora-alpha.<adapter>": the rank and alpha of an
+# adapter that differs from the run's (merged gateways); absent = the run's values.
+EVAL_RANK_PREFIX = "lora-r."
+EVAL_ALPHA_PREFIX = "lora-alpha."
 
 # query reply (INFO) keys
 SPECIALTY = "specialty"

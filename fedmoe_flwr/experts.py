@@ -49,12 +49,16 @@ class GatewayState:
     coefficients: dict[str, float] = field(default_factory=dict)
     expert_versions: dict[str, int] = field(default_factory=dict)
     eval_losses: dict[str, float] = field(default_factory=dict)
+    rank: int = 0  # LoRA rank of the merged adapter (cat: experts x expert rank)
+    alpha: int = 0
 
     def meta(self) -> dict[str, Any]:
         """The ``meta.json`` of the gateway's adapter directory."""
         return {
             "method": self.method,
             "version": self.version,
+            "lora_r": self.rank,
+            "lora_alpha": self.alpha,
             "coefficients": self.coefficients,
             "expert_versions": self.expert_versions,
             "eval_losses": self.eval_losses,

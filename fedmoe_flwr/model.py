@@ -76,12 +76,17 @@ def model_fingerprint(path: str) -> str:
     return h.hexdigest()[:16]
 
 
-def lora_config(cfg: ModelConfig) -> Any:
-    """The PEFT ``LoraConfig`` every node and the server agree on."""
+def lora_config(cfg: ModelConfig, rank: int = 0, alpha: int = 0) -> Any:
+    """The PEFT ``LoraConfig`` every node and the server agree on.
+
+    ``rank`` / ``alpha`` override the run's values for merged adapters (a
+    ``cat`` gateway has rank experts x r).
+    """
     from peft import LoraConfig
 
     return LoraConfig(
-        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        r=rank or cfg.lora_r, lora_alpha=alpha or (rank or cfg.lora_alpha),
+        lora_dropout=cfg.lora_dropout,
         target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
     )
 
@@ -163,7 +168,8 @@ def load_base(cfg: ModelConfig) -> LoadedModel:
     return loaded
 
 
-def ensure_adapter(loaded: LoadedModel, specialty: str, cfg: ModelConfig) -> None:
+def ensure_adapter(loaded: LoadedModel, specialty: str, cfg: ModelConfig, rank: int = 0,
+                   alpha: int = 0) -> None:
     """Create the specialty's named adapter if missing and make it the active one.
 
     The initial weights are seeded by the specialty name, so every node of a
@@ -173,7 +179,7 @@ def ensure_adapter(loaded: LoadedModel, specialty: str, cfg: ModelConfig) -> Non
     if specialty not in model.peft_config:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(zlib.crc32(specialty.encode()))
-            model.add_adapter(specialty, lora_config(cfg))
+            model.add_adapter(specialty, lora_config(cfg, rank, alpha))
     model.set_adapter(specialty)
 
 

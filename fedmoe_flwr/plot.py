@@ -18,25 +18,28 @@ def plot_progress(metrics_path: Path, out_path: Path) -> Path:
     matplotlib.use("Agg")  # no display on servers and CI
     import matplotlib.pyplot as plt
 
-    series: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
+    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    versions: dict[str, list[tuple[float, int]]] = defaultdict(lambda: [(0.0, 0)])
     evals: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for line in metrics_path.read_text(encoding="utf-8").splitlines():
         event = json.loads(line)
         if event["event"] == "update":
-            series[event["specialty"]].append(
-                (event["elapsed"], event["train-loss"], event["version"]))
+            series[event["specialty"]].append((event["elapsed"], event["train-loss"]))
+        elif event["event"] == "version":
+            versions[event["specialty"]].append((event["elapsed"], event["version"]))
         elif event["event"] == "eval" and "elapsed" in event:
             own = event["losses"].get(event["domain"])
             if own is not None:
                 evals[event["domain"]].append((max(event["elapsed"], 0.0), own))
     fig, (ax_loss, ax_ver) = plt.subplots(1, 2, figsize=(11, 4))
     for specialty, points in sorted(series.items()):
-        t, loss, version = zip(*points, strict=True)
+        t, loss = zip(*points, strict=True)
         (line,) = ax_loss.plot(t, loss, marker=".", label=f"{specialty} (train)")
         if evals.get(specialty):
             et, el = zip(*sorted(evals[specialty]), strict=True)
             ax_loss.plot(et, el, "s--", color=line.get_color(), label=f"{specialty} (held-out)")
-        ax_ver.step(t, version, where="post", label=specialty, color=line.get_color())
+        vt, version = zip(*versions[specialty], strict=True)
+        ax_ver.step(vt, version, where="post", label=specialty, color=line.get_color())
     ax_loss.set(xlabel="seconds since training started", ylabel="loss",
                 title="loss per expert")
     ax_ver.set(xlabel="seconds since training started", ylabel="expert version",

@@ -31,7 +31,7 @@ from fedmoe_flwr.artifacts import RunDirectory
 from fedmoe_flwr.codec import from_array_record, to_array_record, weights_nbytes
 from fedmoe_flwr.config import AppConfig
 from fedmoe_flwr.experts import ExpertState, GatewayState
-from fedmoe_flwr.gateway import build_gateway, gateway_coefficients
+from fedmoe_flwr.gateway import build_gateway, gateway_coefficients, gateway_seed
 from fedmoe_flwr.model import lora_signature
 from fedmoe_flwr.plot import plot_progress
 from fedmoe_flwr.report import eval_table, summary_table
@@ -84,6 +84,7 @@ class RunStats:
     rejected: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
     discarded: int = 0  # updates that arrived after run.max-updates was reached
+    late: int = 0  # synchronous rounds: replies that arrived after their round closed
     bytes_sent: int = 0
     bytes_received: int = 0
 
@@ -138,6 +139,10 @@ class AsyncStrategy(ABC):
         its delta; arrays are never mutated, so keeping a reference is free.
         """
 
+    def on_tick(self, grid: Grid) -> None:
+        """Called once per loop iteration (synchronous strategies check deadlines here)."""
+        return None
+
     def accepts_staleness(self, staleness: int) -> bool:
         """Updates staler than ``strategy.max-staleness`` versions are dropped."""
         return staleness <= self.cfg.strategy.max_staleness
@@ -182,8 +187,8 @@ class AsyncStrategy(ABC):
                        base_weights=expert.weights))
 
     def dispatch(self, grid: Grid, nodes: Iterable[NodeInfo]) -> None:
-        """Send each node its specialty's newest adapter (unless stopping)."""
-        if not self.stopping:
+        """Send each node its specialty's newest adapter (unless stopping or capped)."""
+        if not self.stopping and not self._cap_reached():
             self._push(grid, [self._train_message(n) for n in nodes])
 
     # ------------------------------------------------------------------ registration
@@ -286,6 +291,8 @@ class AsyncStrategy(ABC):
         expert.version += 1
         expert.updates += 1
         self._checkpoint_expert(expert)
+        self.run_dir.log_event("version", specialty=expert.specialty, version=expert.version,
+                               elapsed=round(self.clock() - self.start, 3))
         self.refresh_gateway()
 
     def _log_update(self, flight: Flight, expert: ExpertState, staleness: int,
@@ -309,13 +316,21 @@ class AsyncStrategy(ABC):
         g = self.cfg.gateway
         coeffs = gateway_coefficients({s: e.examples_seen for s, e in self.experts.items()},
                                       g.weighting)
-        weights = build_gateway({s: e.weights for s, e in self.experts.items()}, coeffs,
-                                g.method)
         version = self.gateway.version + 1 if self.gateway else 0
-        self.gateway = GatewayState(weights, g.method, version, coeffs,
+        m = self.cfg.model
+        merged = build_gateway({s: e.weights for s, e in self.experts.items()}, coeffs,
+                               g.method, rank=m.lora_r, alpha=m.lora_alpha, svd_rank=g.rank,
+                               density=g.density, seed=gateway_seed(self.cfg.run.seed, version))
+        self.gateway = GatewayState(merged.weights, g.method, version, coeffs,
                                     {s: e.version for s, e in self.experts.items()},
-                                    self.gateway.eval_losses if self.gateway else {})
-        self.run_dir.save_adapter("gateway", weights, version, self.gateway.meta())
+                                    self.gateway.eval_losses if self.gateway else {},
+                                    merged.rank, merged.alpha)
+        self._checkpoint_gateway()
+
+    def _checkpoint_gateway(self) -> None:
+        gw = self.gateway
+        assert gw is not None
+        self.run_dir.save_adapter("gateway", gw.weights, gw.version, gw.meta(), gw.rank, gw.alpha)
 
     def _checkpoint_expert(self, expert: ExpertState) -> None:
         self.run_dir.save_adapter(f"experts/{expert.specialty}", expert.weights,
@@ -332,13 +347,17 @@ class AsyncStrategy(ABC):
         """Ask one node per domain for the held-out loss of every adapter."""
         content_records = {f"{C.EVAL_PREFIX}{name}": to_array_record(w)
                            for name, w in self._adapters().items()}
+        shapes: dict[str, Any] = {}
+        if self.gateway is not None:
+            shapes = {C.EVAL_RANK_PREFIX + C.GATEWAY: self.gateway.rank,
+                      C.EVAL_ALPHA_PREFIX + C.GATEWAY: self.gateway.alpha}
         evaluators: dict[str, NodeInfo] = {}
         for node in self.nodes.values():
             evaluators.setdefault(node.specialty, node)
         msgs = []
         for domain, node in sorted(evaluators.items()):
             content = RecordDict({**content_records,
-                                  C.CONFIG: ConfigRecord({C.SPECIALTY: domain})})
+                                  C.CONFIG: ConfigRecord({C.SPECIALTY: domain, **shapes})})
             msgs.append((self._message(content, node.node_id, "evaluate"),
                          Flight(node.node_id, "evaluate", self.clock(), domain, tag=tag)))
         before = set(self.flights)
@@ -453,6 +472,7 @@ class AsyncStrategy(ABC):
                 self.push_evaluation(grid, "periodic")
                 last_eval = self.clock()
             self.poll(grid)
+            self.on_tick(grid)
         self.stopping = True
         self._drain(grid)
         self.evaluate_blocking(grid, "final", self.cfg.run.message_ttl)
@@ -463,6 +483,7 @@ class AsyncStrategy(ABC):
         deadline = self.clock() + self.cfg.run.drain_timeout
         while any(f.kind == "train" for f in self.flights.values()) and self.clock() < deadline:
             self.poll(grid)
+            self.on_tick(grid)
         dropped = [m for m, f in self.flights.items() if f.kind == "train"]
         for msg_id in dropped:
             del self.flights[msg_id]
@@ -474,13 +495,13 @@ class AsyncStrategy(ABC):
         for expert in self.experts.values():
             self._checkpoint_expert(expert)
         if self.gateway is not None:
-            self.run_dir.save_adapter("gateway", self.gateway.weights, self.gateway.version,
-                                      self.gateway.meta())
+            self._checkpoint_gateway()
         summary = {
             "strategy": self.name,
             "duration_s": round(self.clock() - self.start, 3),
             "updates": self.stats.updates,
             "discarded_after_cap": self.stats.discarded,
+            "late_dropped": self.stats.late,
             "rejected": dict(self.stats.rejected),
             "errors": {str(k): v for k, v in self.stats.errors.items()},
             "bytes_sent": self.stats.bytes_sent,

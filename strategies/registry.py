@@ -8,11 +8,13 @@ from fedmoe_flwr.config import ConfigError
 
 from .base import AsyncStrategy
 from .fedasync import FedAsync
+from .fedavg import FedAvg
 from .fedbuff import FedBuff
 
 STRATEGIES: dict[str, type[AsyncStrategy]] = {
     FedAsync.name: FedAsync,
     FedBuff.name: FedBuff,
+    FedAvg.name: FedAvg,
 }
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from fedmoe_flwr.config import ConfigError, parse_run_config
-from strategies import build_strategy
+from strategies import build_strategy, strategy_class
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +47,11 @@ def test_pyproject_config_parses_and_matches_defaults():
         ("run.duration", "long", r"'run.duration' must be float, got 'long'"),
         ("sim.speed-factors", "1,fast", "sim.speed-factors"),
         ("run.specialties", "a,a", "duplicates"),
+        ("strategy.buffer-size", 0, r"'strategy.buffer-size' must be a positive integer, got 0"),
+        ("strategy.server-lr", -1.0, r"'strategy.server-lr' must be > 0, got -1.0"),
+        ("strategy.round-timeout", -5.0, "strategy.round-timeout"),
+        ("strategy.sync-scope", "world", r"one of \('global', 'specialty'\)"),
+        ("run.keep-versions", -1, "run.keep-versions"),
     ],
 )
 def test_bad_values_name_the_key(key, value, message):
@@ -62,3 +67,11 @@ def test_unknown_key_is_rejected_with_the_valid_ones():
 def test_unknown_strategy_lists_valid_names():
     with pytest.raises(ConfigError, match="fedasync"):
         build_strategy("fedmagic")
+
+
+@pytest.mark.parametrize("preset", sorted((ROOT / "conf").glob("*.toml")), ids=lambda p: p.name)
+def test_presets_parse_and_say_how_to_run_them(preset):
+    text = preset.read_text()
+    assert f"--run-config conf/{preset.name}" in text.split("\n\n")[0]
+    cfg = parse_run_config({**flat_pyproject_config(), **tomllib.loads(text)})
+    assert strategy_class(cfg.strategy.name).name == cfg.strategy.name

@@ -65,17 +65,20 @@ def test_gateway_weighted_average_by_examples():
     }
     coeffs = gateway_coefficients({"a": 300, "b": 100}, "examples")
     assert coeffs == pytest.approx({"a": 0.75, "b": 0.25})
-    gw = build_gateway(experts, coeffs, "weighted-average")
-    np.testing.assert_allclose(gw["lora_A"], [[1.75, 0.75]])  # 0.75*[1,1] + 0.25*[4,0]
-    np.testing.assert_allclose(gw["lora_B"], [[1.5]])
+    gw = build_gateway(experts, coeffs, "weighted-average", rank=1, alpha=2)
+    assert (gw.rank, gw.alpha) == (1, 2)
+    np.testing.assert_allclose(gw.weights["lora_A"], [[1.75, 0.75]])  # 0.75*[1,1] + 0.25*[4,0]
+    np.testing.assert_allclose(gw.weights["lora_B"], [[1.5]])
 
 
 def test_gateway_equal_weighting_and_sum():
     experts = {"a": {"m": np.array([1.0, 3.0])}, "b": {"m": np.array([5.0, -1.0])}}
     eq = gateway_coefficients({"a": 0, "b": 1000}, "equal")
     assert eq == {"a": 0.5, "b": 0.5}
-    np.testing.assert_allclose(build_gateway(experts, eq, "weighted-average")["m"], [3.0, 1.0])
-    np.testing.assert_allclose(build_gateway(experts, eq, "sum")["m"], [6.0, 2.0])
+    avg = build_gateway(experts, eq, "weighted-average", rank=1, alpha=1)
+    np.testing.assert_allclose(avg.weights["m"], [3.0, 1.0])
+    np.testing.assert_allclose(build_gateway(experts, eq, "sum", rank=1, alpha=1).weights["m"],
+                               [6.0, 2.0])
 
 
 def test_gateway_examples_weighting_counts_unseen_expert_as_one():

@@ -19,7 +19,7 @@ KEYS = ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
 INIT = {KEYS[0]: np.zeros((2, 64), np.float32), KEYS[1]: np.zeros((64, 2), np.float32)}
 
 
-def make_node(specialty, *, delay=1, step=1.0, corrupt=None, error_on_train=None):
+def make_node(specialty, *, delay=1, step=1.0, corrupt=None, error_on_train=None, examples=8):
     """A scripted node: trains by adding `step` to every weight."""
     sig = lora_signature(parse_run_config({}).model)
     state = {"trains": 0}
@@ -42,7 +42,7 @@ def make_node(specialty, *, delay=1, step=1.0, corrupt=None, error_on_train=None
         if corrupt and state["trains"] == 1:
             weights = corrupt(weights)
         metrics = MetricRecord({
-            C.NUM_EXAMPLES: 8, C.TRAIN_LOSS: 1.0, C.STEPS: 1, C.TOKENS: 10,
+            C.NUM_EXAMPLES: examples, C.TRAIN_LOSS: 1.0, C.STEPS: 1, C.TOKENS: 10,
             C.TRAIN_SECONDS: 0.1, C.LOAD_SECONDS: 0.0,
             C.BASE_VERSION: int(msg.content[C.CONFIG][C.VERSION])})
         return RecordDict({C.ADAPTER: to_array_record(weights), C.METRICS: metrics}), delay

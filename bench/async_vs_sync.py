@@ -1,0 +1,274 @@
+"""Asynchronous vs synchronous aggregation with stragglers, on real ``flwr run`` federations.
+
+Reproduce (about 17 minutes on 2 CPU cores)::
+
+    bash scripts/bench.sh async_vs_sync
+
+Every strategy runs the same model, data, seed, wall-clock budget and local
+work (a fixed number of steps per update, like a local epoch, so a 4x slower
+node takes 4x longer per update) in two straggler scenarios:
+
+(a) three specialties, one node each, the docs node 4x slower;
+(b) two nodes per specialty, one of each pair 4x slower.
+
+Runs keep every checkpointed version (``run.keep-versions = 0``); afterwards
+each version is scored on its domain's held-out split with the nodes' own
+evaluation code, so all strategies are measured by one evaluator and the
+federations are not slowed by evaluation while they train.  The target of a
+specialty is the held-out loss synchronous FedAvg reaches at the end of its
+budget; time-to-target is the first moment every specialty is at or below
+its target.  Writes ``bench/results/async_vs_sync.{md,json,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fedmoe_flwr.artifacts import load_adapter_weights  # noqa: E402
+from fedmoe_flwr.config import parse_run_config  # noqa: E402
+from fedmoe_flwr.logs import setup_logging  # noqa: E402
+from fedmoe_flwr.scoring import DomainScorer  # noqa: E402
+
+SPECIALTIES = ("python_expert", "sql_expert", "docs_expert")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A fleet: how many simulated nodes, their speeds, and FedBuff's K for it."""
+
+    key: str
+    title: str
+    num_nodes: int
+    speed_factors: str
+    buffer_size: int  # FedBuff K = nodes per specialty (K above the concurrency never fills)
+
+
+SCENARIOS = {
+    "a": Scenario("a", "one node per specialty, docs node 4x slower", 3, "1,1,4", 1),
+    "b": Scenario("b", "two nodes per specialty, one of each pair 4x slower", 6,
+                  "1,1,1,4,4,4", 2),
+}
+STRATEGIES = ("fedavg", "fedasync", "fedbuff")
+
+
+@dataclass
+class Result:
+    """One federation's measured outcome."""
+
+    scenario: str
+    strategy: str
+    curves: dict[str, list[tuple[float, float]]]  # specialty -> [(seconds, held-out loss)]
+    summary: dict
+    wall_seconds: float
+    time_to_target: float | None = None
+    per_specialty: dict[str, float | None] = field(default_factory=dict)
+
+
+def run_config(scenario: Scenario, strategy: str, args: argparse.Namespace) -> str:
+    """The single ``--run-config`` string of one federation (flwr keeps only the last)."""
+    values = {
+        "strategy.name": strategy, "strategy.buffer-size": scenario.buffer_size,
+        "strategy.server-lr": 1.0, "strategy.sync-scope": "global",
+        "train.max-steps": args.steps, "train.sync-interval": 600.0,
+        "sim.speed-factors": scenario.speed_factors, "run.duration": float(args.budget),
+        "run.drain-timeout": 0.0, "run.keep-versions": 0, "run.seed": args.seed,
+        "run.output-dir": str(args.work.resolve()), "run.name": f"{scenario.key}-{strategy}",
+    }
+    return " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
+                    for k, v in values.items())
+
+
+def run_federation(scenario: Scenario, strategy: str, args: argparse.Namespace) -> Path:
+    """Run one federation through the README's run script; return its run directory."""
+    run_dir = args.work / f"{scenario.key}-{strategy}"
+    log_path = args.work / f"{scenario.key}-{strategy}.log"
+    args.work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "NUM_SUPERNODES": str(scenario.num_nodes)}
+    with log_path.open("w") as log:
+        proc = subprocess.run(["bash", "scripts/run.sh", "--run-config",
+                               run_config(scenario, strategy, args)],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              timeout=args.budget + 900)
+    if proc.returncode != 0 or not (run_dir / "summary.json").exists():
+        raise SystemExit(f"{scenario.key}/{strategy} failed (exit {proc.returncode}); "
+                         f"see {log_path}")
+    return run_dir
+
+
+def version_times(run_dir: Path) -> dict[str, dict[int, float]]:
+    """Specialty -> version -> seconds after training started, from ``metrics.jsonl``."""
+    times: dict[str, dict[int, float]] = {s: {0: 0.0} for s in SPECIALTIES}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        if event["event"] == "version":
+            times.setdefault(event["specialty"], {0: 0.0})[event["version"]] = event["elapsed"]
+    return times
+
+
+def score_run(run_dir: Path, scorer: DomainScorer, budget: float) -> dict[str, list]:
+    """Held-out loss of every checkpointed version within the budget, per specialty."""
+    curves = {}
+    for specialty, versions in version_times(run_dir).items():
+        points = []
+        for version, seconds in sorted(versions.items()):
+            if seconds > budget:
+                continue
+            path = run_dir / "experts" / ".versions" / f"{specialty}-v{version:06d}"
+            if not path.exists():
+                raise SystemExit(f"{path} missing: was run.keep-versions = 0?")
+            points.append((seconds, scorer.loss(load_adapter_weights(path), specialty)))
+        curves[specialty] = points
+    return curves
+
+
+def first_time_below(curves: dict[str, list[tuple[float, float]]],
+                     targets: dict[str, float]) -> float | None:
+    """First moment every specialty's current loss is at or below its target."""
+    events = sorted((t, s, loss) for s, pts in curves.items() for t, loss in pts)
+    current = {s: math.inf for s in targets}
+    for t, s, loss in events:
+        current[s] = loss
+        if all(current[k] <= targets[k] + 1e-9 for k in targets):
+            return t
+    return None
+
+
+def _fmt_s(x: float | None) -> str:
+    return "not reached" if x is None else f"{x:.0f}"
+
+
+def markdown(results: list[Result], targets: dict[str, dict[str, float]],
+             args: argparse.Namespace, wall: float) -> str:
+    """The README table: one block per scenario, ratios against FedAvg."""
+    out = [f"Budget {args.budget:.0f} s of training per federation, {args.steps} local steps "
+           f"per update, seed {args.seed}; one run per cell; total wall time {wall / 60:.1f} "
+           f"min.", ""]
+    for key, scenario in SCENARIOS.items():
+        rows = [r for r in results if r.scenario == key]
+        if not rows:
+            continue
+        sync = next(r for r in rows if r.strategy == "fedavg")
+        tgt = targets[key]
+        out += [f"**Scenario ({key})**: {scenario.title}. Targets (FedAvg's final held-out "
+                f"loss): " + ", ".join(f"{s.split('_')[0]} {v:.3f}" for s, v in tgt.items()),
+                "",
+                "| strategy | time to target, all (s) | vs FedAvg | python / sql / docs "
+                "time to target (s) | final loss python / sql / docs | updates | "
+                "MB sent / received |",
+                "|---|---:|---:|---|---|---:|---:|"]
+        for r in rows:
+            ratio = ("-" if r.time_to_target is None or not sync.time_to_target
+                     else f"{r.time_to_target / sync.time_to_target:.2f}x")
+            finals = " / ".join(f"{r.curves[s][-1][1]:.3f}" for s in SPECIALTIES)
+            per = " / ".join(_fmt_s(r.per_specialty[s]) for s in SPECIALTIES)
+            out.append(f"| {r.strategy} | {_fmt_s(r.time_to_target)} | {ratio} | {per} | "
+                       f"{finals} | {r.summary['updates']} | "
+                       f"{r.summary['bytes_sent'] / 1e6:.1f} / "
+                       f"{r.summary['bytes_received'] / 1e6:.1f} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def plot(results: list[Result], targets: dict[str, dict[str, float]], path: Path) -> None:
+    """Held-out loss against wall-clock seconds: rows scenarios, columns specialties."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in SCENARIOS if any(r.scenario == k for r in results)]
+    fig, axes = plt.subplots(len(keys), len(SPECIALTIES), figsize=(13, 3.6 * len(keys)),
+                             squeeze=False, sharey=True)
+    colors = {"fedavg": "tab:gray", "fedasync": "tab:blue", "fedbuff": "tab:orange"}
+    for row, key in enumerate(keys):
+        for col, specialty in enumerate(SPECIALTIES):
+            ax = axes[row][col]
+            for r in (r for r in results if r.scenario == key):
+                t, loss = zip(*r.curves[specialty], strict=True)
+                ax.step(t, loss, where="post", marker=".", color=colors.get(r.strategy),
+                        label=r.strategy)
+            ax.axhline(targets[key][specialty], ls="--", lw=1, color="black",
+                       label="target (FedAvg final)")
+            ax.set(title=f"({key}) {specialty}", xlabel="seconds of training")
+            ax.grid(alpha=0.3)
+            if col == 0:
+                ax.set_ylabel("held-out loss")
+            if row == 0 and col == len(SPECIALTIES) - 1:
+                ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the scenarios, score every version, print and save the table and plot."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--budget", type=float, default=75.0, help="training seconds per run")
+    ap.add_argument("--steps", type=int, default=20, help="local steps per update")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--scenarios", default="a,b", help="comma-separated: a, b")
+    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench",
+                    help="run directories and logs")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
+                    help="where the table, JSON and plot go")
+    ap.add_argument("--rescore", action="store_true",
+                    help="skip the federations, re-score existing run directories")
+    args = ap.parse_args(argv)
+    strategies = [s.strip() for s in args.strategies.split(",")]
+    if "fedavg" not in strategies:
+        ap.error("--strategies must include fedavg: it defines the target")
+    t0 = time.perf_counter()
+    run_dirs = {}
+    for key in args.scenarios.split(","):
+        scenario = SCENARIOS[key.strip()]
+        for strategy in strategies:
+            print(f"[{time.perf_counter() - t0:6.0f}s] scenario ({scenario.key}) {strategy}: "
+                  f"{scenario.num_nodes} nodes, speeds {scenario.speed_factors}", flush=True)
+            run_dirs[scenario.key, strategy] = (
+                args.work / f"{scenario.key}-{strategy}" if args.rescore
+                else run_federation(scenario, strategy, args))
+    print(f"[{time.perf_counter() - t0:6.0f}s] scoring every version", flush=True)
+    setup_logging()  # no progress bars
+    scorer = DomainScorer(parse_run_config({}))
+    results = []
+    for (key, strategy), run_dir in run_dirs.items():
+        results.append(Result(key, strategy, score_run(run_dir, scorer, args.budget),
+                              json.loads((run_dir / "summary.json").read_text()), 0.0))
+    targets = {}
+    for key in {r.scenario for r in results}:
+        sync = next(r for r in results if r.scenario == key and r.strategy == "fedavg")
+        targets[key] = {s: sync.curves[s][-1][1] for s in SPECIALTIES}
+    for r in results:
+        r.time_to_target = first_time_below(r.curves, targets[r.scenario])
+        r.per_specialty = {s: first_time_below({s: r.curves[s]}, {s: targets[r.scenario][s]})
+                           for s in SPECIALTIES}
+    wall = time.perf_counter() - t0
+    table = markdown(results, targets, args, wall)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "async_vs_sync.md").write_text(table + "\n")
+    (args.out / "async_vs_sync.json").write_text(json.dumps(
+        [{"scenario": r.scenario, "strategy": r.strategy, "curves": r.curves,
+          "time_to_target": r.time_to_target, "per_specialty": r.per_specialty,
+          "updates": r.summary["updates"], "bytes_sent": r.summary["bytes_sent"],
+          "bytes_received": r.summary["bytes_received"],
+          "late_dropped": r.summary.get("late_dropped", 0)} for r in results], indent=1))
+    plot(results, targets, args.out / "async_vs_sync.png")
+    print(table)
+    print(f"wrote {args.out}/async_vs_sync.md, .json, .png in {wall / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
