@@ -21,6 +21,7 @@ from fedmoe_flwr.codec import (
     to_array_record,
 )
 from fedmoe_flwr.config import AppConfig, ConfigError, parse_run_config
+from fedmoe_flwr.embedding import domain_centroid
 from fedmoe_flwr.logs import setup_logging
 from fedmoe_flwr.model import LoadedModel, ensure_adapter, load_base, lora_signature
 from fedmoe_flwr.node import NodeSettings, node_data, node_settings
@@ -55,8 +56,14 @@ def query(msg: Message, context: Context) -> Message:
         C.DEVICE: str(loaded.device), C.SPEED_FACTOR: node.speed_factor,
         C.DATA_PATH: str(node.data_path), C.SKIPPED_LINES: data.skipped,
     })
-    adapter = to_array_record(get_adapter_weights(loaded.peft_model, node.specialty))
-    return Message(RecordDict({C.INFO: info, C.ADAPTER: adapter}), reply_to=msg)
+    records = {C.INFO: info,
+               C.ADAPTER: to_array_record(get_adapter_weights(loaded.peft_model, node.specialty))}
+    if cfg.router.centroid_examples:  # the centroid router's domain summary: one vector
+        prompts = list(data.train["prompt"][: cfg.router.centroid_examples])
+        mean = domain_centroid(loaded, prompts, layer=cfg.router.embedding_layer)
+        records[C.CENTROID] = to_array_record({"mean": mean})
+        info[C.CENTROID_COUNT] = len(prompts)
+    return Message(RecordDict(records), reply_to=msg)
 
 
 @app.train()

@@ -15,6 +15,7 @@ from flwr.serverapp import Grid, ServerApp
 from fedmoe_flwr.artifacts import RunDirectory
 from fedmoe_flwr.config import parse_run_config
 from fedmoe_flwr.logs import setup_logging
+from fedmoe_flwr.resume import load_resume_state
 from strategies import strategy_class
 
 app = ServerApp()
@@ -27,10 +28,13 @@ def main(grid: Grid, context: Context) -> None:
     setup_logging()
     cfg = parse_run_config(context.run_config)
     strategy_cls = strategy_class(cfg.strategy.name)  # fail on a bad name before any write
+    resume = (load_resume_state(cfg.run.resume_from, cfg.model, cfg.run.specialties)
+              if cfg.run.resume_from else None)
     run_name = cfg.run.name or f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.strategy.name}"
     run_dir = RunDirectory(cfg.run.output_dir, run_name, cfg.model, cfg.run.keep_versions)
     log.info("run directory: %s", run_dir.root)
-    strategy = strategy_cls(cfg=cfg, run_dir=run_dir)
+    run_dir.write_json("run_config.json", dict(context.run_config))  # what this run was
+    strategy = strategy_cls(cfg=cfg, run_dir=run_dir, resume=resume)
     try:
         strategy.run(grid)
     finally:

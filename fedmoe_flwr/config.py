@@ -19,6 +19,8 @@ GATEWAY_METHODS = ("cat", "svd", "ties", "dare-ties", "weighted-average", "sum")
 GATEWAY_WEIGHTINGS = ("examples", "equal")
 ON_ERROR = ("fail", "skip")
 SYNC_SCOPES = ("global", "specialty")
+ROUTER_METHODS = ("centroid", "loss", "keywords")
+ROUTER_COMBINE = ("mix", "stitch")
 QUANTIZATION_BITS = (0, 4, 8)
 
 
@@ -176,6 +178,34 @@ class GatewayConfig:
 
 
 @dataclass(frozen=True)
+class RouterConfig:
+    """How ``fedmoe ask`` picks experts (and what nodes send for it at registration)."""
+
+    method: str = "centroid"
+    top_k: int = 2
+    threshold: float = 0.25
+    temperature: float = 0.25
+    combine: str = "mix"
+    centroid_examples: int = 256
+    embedding_layer: int = 0
+    candidate_tokens: int = 16
+    keywords: str = ""
+
+    def __post_init__(self) -> None:
+        _check(self.method in ROUTER_METHODS, "router.method", self.method,
+               f"one of {ROUTER_METHODS}")
+        _check(self.top_k >= 1, "router.top-k", self.top_k, ">= 1")
+        _check(0 < self.threshold <= 1, "router.threshold", self.threshold, "in (0, 1]")
+        _check(self.temperature > 0, "router.temperature", self.temperature, "> 0")
+        _check(self.combine in ROUTER_COMBINE, "router.combine", self.combine,
+               f"one of {ROUTER_COMBINE}")
+        _check(self.candidate_tokens >= 0, "router.candidate-tokens", self.candidate_tokens,
+               ">= 0 (0 = score the prompt itself)")
+        _check(self.centroid_examples >= 0, "router.centroid-examples", self.centroid_examples,
+               ">= 0 (0 = nodes send no centroid)")
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """Server-side run control: specialties, stop conditions, outputs."""
 
@@ -190,6 +220,7 @@ class RunSettings:
     message_ttl: float = 900.0
     drain_timeout: float = 60.0
     keep_versions: int = 2
+    resume_from: str = ""
 
     def __post_init__(self) -> None:
         _check(self.keep_versions >= 0, "run.keep-versions", self.keep_versions,
@@ -230,6 +261,7 @@ class AppConfig:
     data: DataConfig = field(default_factory=DataConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
     run: RunSettings = field(default_factory=RunSettings)
     sim: SimulationConfig = field(default_factory=SimulationConfig)
 
@@ -286,6 +318,17 @@ def parse_run_config(raw: Mapping[str, Any]) -> AppConfig:
         rank=r.get("gateway.rank", int, d.gateway.rank),
         density=r.get("gateway.density", float, d.gateway.density),
     )
+    router = RouterConfig(
+        method=r.get("router.method", str, d.router.method),
+        top_k=r.get("router.top-k", int, d.router.top_k),
+        threshold=r.get("router.threshold", float, d.router.threshold),
+        temperature=r.get("router.temperature", float, d.router.temperature),
+        combine=r.get("router.combine", str, d.router.combine),
+        centroid_examples=r.get("router.centroid-examples", int, d.router.centroid_examples),
+        embedding_layer=r.get("router.embedding-layer", int, d.router.embedding_layer),
+        candidate_tokens=r.get("router.candidate-tokens", int, d.router.candidate_tokens),
+        keywords=r.get("router.keywords", str, d.router.keywords),
+    )
     run = RunSettings(
         specialties=split_list(r.get("run.specialties", str, ",".join(d.run.specialties))),
         duration=r.get("run.duration", float, d.run.duration),
@@ -298,6 +341,7 @@ def parse_run_config(raw: Mapping[str, Any]) -> AppConfig:
         message_ttl=r.get("run.message-ttl", float, d.run.message_ttl),
         drain_timeout=r.get("run.drain-timeout", float, d.run.drain_timeout),
         keep_versions=r.get("run.keep-versions", int, d.run.keep_versions),
+        resume_from=r.get("run.resume-from", str, d.run.resume_from),
     )
     speeds_raw = split_list(r.get("sim.speed-factors", str,
                                   ",".join(str(s) for s in d.sim.speed_factors)))
@@ -319,4 +363,4 @@ def parse_run_config(raw: Mapping[str, Any]) -> AppConfig:
             f"unknown run config key(s) {unknown}; valid keys: {sorted(r.used)}"
         )
     return AppConfig(model=model, train=train, data=data, strategy=strategy, gateway=gateway,
-                     run=run, sim=sim)
+                     router=router, run=run, sim=sim)

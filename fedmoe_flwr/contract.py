@@ -11,6 +11,7 @@ from __future__ import annotations
 ADAPTER = "adapter"  # ArrayRecord: LoRA weights, PEFT state-dict keys, float32
 CONFIG = "config"  # ConfigRecord: instructions (server -> node)
 INFO = "info"  # ConfigRecord: node registration (node -> server)
+CENTROID = "centroid"  # ArrayRecord {"mean": (hidden,)}: mean prompt embedding (query reply)
 METRICS = "metrics"  # MetricRecord: training metrics (node -> server)
 EVAL_LOSSES = "eval-losses"  # MetricRecord: adapter name -> held-out loss
 EVAL_PREFIX = "eval."  # ArrayRecord names in an evaluate message: "eval.<adapter>"
@@ -33,6 +34,7 @@ DEVICE = "device"
 SPEED_FACTOR = "speed-factor"
 DATA_PATH = "data-path"
 SKIPPED_LINES = "skipped-lines"
+CENTROID_COUNT = "centroid-examples"  # prompts averaged into CENTROID (0 = none sent)
 
 # train instruction (CONFIG) keys
 VERSION = "version"
@@ -54,3 +56,4 @@ TRAIN_METRIC_KEYS = (NUM_EXAMPLES, TRAIN_LOSS, STEPS, TOKENS, TRAIN_SECONDS, LOA
                      BASE_VERSION)
 
 GATEWAY = "gateway"  # adapter name of the gateway in evaluate messages and artifacts
+ROUTER_FILE = "router.json"  # run-directory file with the per-specialty centroids

@@ -98,13 +98,12 @@ def build_gateway(experts: Mapping[str, Weights], coefficients: Mapping[str, flo
                          f"{', '.join(EXACT_METHODS)}")
     scaling = alpha / rank
     if method == "cat":
-        return _cat([experts[n] for n in names], coeffs, scaling, rank * len(names))
+        return _cat([experts[n] for n in names], coeffs, scaling)
     return _svd_merge([experts[n] for n in names], coeffs, scaling, method,
                       svd_rank or rank, density, seed)
 
 
-def _cat(experts: list[Weights], coeffs: list[float], scaling: float,
-         new_rank: int) -> GatewayAdapter:
+def _cat(experts: list[Weights], coeffs: list[float], scaling: float) -> GatewayAdapter:
     # PEFT's "cat": A = [c_i s A_i] stacked on rows, B = [B_i] side by side; alpha = rank
     # so the new scaling is 1 and B A = sum_i c_i s B_i A_i exactly.
     out: Weights = {}
@@ -114,6 +113,7 @@ def _cat(experts: list[Weights], coeffs: list[float], scaling: float,
             axis=0).astype(np.float32)
         out[module + SUFFIX_B] = np.concatenate(
             [e[module + SUFFIX_B] for e in experts], axis=1).astype(np.float32)
+    new_rank = int(out[module + SUFFIX_A].shape[0])  # sum of the experts' ranks
     return GatewayAdapter(out, new_rank, new_rank)
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
@@ -35,6 +36,7 @@ from fedmoe_flwr.gateway import build_gateway, gateway_coefficients, gateway_see
 from fedmoe_flwr.model import lora_signature
 from fedmoe_flwr.plot import plot_progress
 from fedmoe_flwr.report import eval_table, summary_table
+from fedmoe_flwr.resume import ResumeState
 from fedmoe_flwr.validation import UpdateRejected, validate_update
 
 log = logging.getLogger("fedmoe.server")
@@ -109,7 +111,7 @@ class AsyncStrategy(ABC):
     def __init__(self, *, cfg: AppConfig, run_dir: RunDirectory,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
-                 poll_interval: float = 0.2) -> None:
+                 poll_interval: float = 0.2, resume: ResumeState | None = None) -> None:
         self.cfg = cfg
         self.run_dir = run_dir
         self.clock = clock
@@ -122,12 +124,32 @@ class AsyncStrategy(ABC):
         self.refused: dict[int, str] = {}  # node id -> reason (never re-queried)
         self.lost_at: dict[int, float] = {}  # node id -> time of its error reply
         self.flights: dict[str, Flight] = {}
+        self.centroids: dict[int, tuple[str, np.ndarray, int]] = {}  # node -> (spec, mean, n)
         self.eval_matrix: dict[str, dict[str, float]] = {}  # domain -> adapter -> loss
         self.initial_eval: dict[str, dict[str, float]] = {}
         self.stats = RunStats()
         self.start = 0.0
         self.stopping = False
         self._registering = True
+        self._gateway_first_version = 0
+        self._updates_at_start = 0
+        if resume is not None:
+            self._resume(resume)
+
+    def _resume(self, state: ResumeState) -> None:
+        """Continue an old run: experts, versions, gateway version and counters."""
+        self.experts = dict(state.experts)
+        for expert in self.experts.values():
+            self._checkpoint_expert(expert)
+        self._gateway_first_version = state.gateway_version + 1
+        self.stats.updates = self._updates_at_start = state.updates
+        if state.router is not None:
+            self.run_dir.write_json(C.ROUTER_FILE, state.router)
+        log.info("resuming from %s: %s; %d updates so far", state.source,
+                 ", ".join(f"{s} v{e.version}" for s, e in sorted(self.experts.items())),
+                 state.updates)
+        self.run_dir.log_event("resume", source=str(state.source),
+                               versions={s: e.version for s, e in self.experts.items()})
 
     # ------------------------------------------------------------------ merge rule
     @abstractmethod
@@ -226,11 +248,41 @@ class AsyncStrategy(ABC):
                 self.refresh_gateway()
         self.nodes[node_id] = node
         self.lost_at.pop(node_id, None)
+        if C.CENTROID in reply.content.array_records:
+            self._add_centroid(node, reply.content.array_records[C.CENTROID],
+                               int(info.get(C.CENTROID_COUNT, 1)))
         log.info("node %s registered: %s, %d train / %d eval examples, %s", node_id,
                  specialty, node.num_train, node.num_eval, node.device)
         self.run_dir.log_event("register", node=str(node_id), specialty=specialty,
                                num_train=node.num_train, device=node.device)
         return node
+
+    def _add_centroid(self, node: NodeInfo, record: Any, count: int) -> None:
+        """Keep the node's mean prompt embedding; write the per-specialty centroids."""
+        vec = from_array_record(record).get("mean")
+        dims = {v.shape for _, v, _ in self.centroids.values()}
+        if vec is None or vec.ndim != 1 or not np.isfinite(vec).all() or count < 1 or \
+                (dims and vec.shape not in dims):
+            log.warning("node %s sent an unusable centroid (shape %s); the centroid router "
+                        "will not use it", node.node_id, getattr(vec, "shape", None))
+            return
+        self.centroids[node.node_id] = (node.specialty, vec.astype(np.float32), count)
+        per: dict[str, dict[str, Any]] = {}
+        for specialty, v, n in self.centroids.values():
+            entry = per.setdefault(specialty, {"sum": np.zeros_like(v), "examples": 0,
+                                               "nodes": 0})
+            entry["sum"] = entry["sum"] + n * v
+            entry["examples"] += n
+            entry["nodes"] += 1
+        self.run_dir.write_json(C.ROUTER_FILE, {
+            "embedding": f"base model hidden_states[{self.cfg.router.embedding_layer}], "
+                         "mean-pooled over the chat-templated prompt, L2-normalised; centroid = "
+                         "example-weighted mean over nodes",
+            "embedding_layer": self.cfg.router.embedding_layer,
+            "specialties": {s: {"centroid": (e["sum"] / e["examples"]).tolist(),
+                                "examples": e["examples"], "nodes": e["nodes"]}
+                            for s, e in sorted(per.items())},
+        })
 
     # ------------------------------------------------------------------ updates
     def _handle_train(self, grid: Grid, reply: Message, flight: Flight) -> None:
@@ -316,7 +368,7 @@ class AsyncStrategy(ABC):
         g = self.cfg.gateway
         coeffs = gateway_coefficients({s: e.examples_seen for s, e in self.experts.items()},
                                       g.weighting)
-        version = self.gateway.version + 1 if self.gateway else 0
+        version = self.gateway.version + 1 if self.gateway else self._gateway_first_version
         m = self.cfg.model
         merged = build_gateway({s: e.weights for s, e in self.experts.items()}, coeffs,
                                g.method, rank=m.lora_r, alpha=m.lora_alpha, svd_rank=g.rank,
@@ -429,8 +481,8 @@ class AsyncStrategy(ABC):
             del self.flights[msg_id]
 
     def _cap_reached(self) -> bool:
-        cap = self.cfg.run.max_updates
-        return bool(cap and self.stats.updates >= cap)
+        cap = self.cfg.run.max_updates  # counts this run's updates (not a resumed run's)
+        return bool(cap and self.stats.updates - self._updates_at_start >= cap)
 
     def _done(self) -> bool:
         return self.clock() - self.start >= self.cfg.run.duration or self._cap_reached()
@@ -445,13 +497,13 @@ class AsyncStrategy(ABC):
                 self._query(grid, grid.get_node_ids())
                 last_check = self.clock()
             self.poll(grid)
-            if set(self.experts) == set(self.known):
+            if {n.specialty for n in self.nodes.values()} == set(self.known):
                 break
-        if not self.experts:
+        if not self.nodes:
             raise RuntimeError(
                 f"no node registered within {self.cfg.run.register_timeout:.0f}s "
                 f"(run.register-timeout); refused: {self.refused or 'none'}")
-        missing = sorted(self.known - set(self.experts))
+        missing = sorted(self.known - {n.specialty for n in self.nodes.values()})
         if missing:
             log.warning("no node for %s yet; training the others and waiting for them", missing)
         self.refresh_gateway()

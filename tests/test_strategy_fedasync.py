@@ -11,6 +11,7 @@ from fedmoe_flwr.artifacts import RunDirectory, load_adapter_weights
 from fedmoe_flwr.codec import from_array_record, to_array_record
 from fedmoe_flwr.config import parse_run_config
 from fedmoe_flwr.model import lora_signature
+from fedmoe_flwr.resume import load_resume_state
 from strategies import build_strategy
 from tests.fake_grid import FakeGrid
 
@@ -55,9 +56,11 @@ def run(tmp_path, nodes, **overrides):
                             "run.specialties": "python_expert,sql_expert", **overrides})
     run_dir = RunDirectory(tmp_path, "run", cfg.model)
     now = [0.0]
+    resume = (load_resume_state(cfg.run.resume_from, cfg.model, cfg.run.specialties)
+              if cfg.run.resume_from else None)
     strategy = build_strategy(
         cfg.strategy.name, cfg=cfg, run_dir=run_dir, clock=lambda: now[0],
-        sleep=lambda dt: now.__setitem__(0, now[0] + dt), poll_interval=0.05)
+        sleep=lambda dt: now.__setitem__(0, now[0] + dt), poll_interval=0.05, resume=resume)
     grid = FakeGrid(nodes)
     summary = strategy.run(grid)
     run_dir.close()
@@ -147,3 +150,35 @@ def test_array_record_roundtrip():
     assert isinstance(rec, ArrayRecord)
     back = from_array_record(rec)
     assert set(back) == set(INIT) and back[KEYS[1]].shape == (64, 2)
+
+
+def test_resume_continues_versions_weights_and_counters(tmp_path):
+    from fedmoe_flwr.config import ConfigError
+
+    first, summary1, _ = run(tmp_path / "a", {1: make_node("python_expert"),
+                                              2: make_node("sql_expert")},
+                             **{"strategy.alpha": 0.5, "run.max-updates": 6})
+    old = tmp_path / "a" / "run"
+    v_old = {s: e.version for s, e in first.experts.items()}
+    w_old = {s: e.weights[KEYS[0]].copy() for s, e in first.experts.items()}
+    second, summary2, events = run(tmp_path / "b", {1: make_node("python_expert"),
+                                                    2: make_node("sql_expert")},
+                                   **{"strategy.alpha": 0.5, "run.max-updates": 4,
+                                      "run.resume-from": str(old)})
+    resumed = next(e for e in events if e["event"] == "resume")
+    assert resumed["versions"] == v_old
+    # The first update of the new run mixed into the old weights: w = 0.5 w_old + 0.5 (w_old+1).
+    first_py = next(e for e in events if e["event"] == "update"
+                    and e["specialty"] == "python_expert")
+    assert first_py["base-version"] == v_old["python_expert"]
+    for s, e in second.experts.items():
+        assert e.version > v_old[s]  # versions only go up
+    py = second.experts["python_expert"]
+    n_new = py.version - v_old["python_expert"]
+    # Each update with alpha 0.5 and step +1 from w moves w by +0.5.
+    np.testing.assert_allclose(py.weights[KEYS[0]], w_old["python_expert"] + 0.5 * n_new)
+    assert summary2["updates"] == summary1["updates"] + 4  # counters continue
+    assert second.gateway.version > first.gateway.version
+    with pytest.raises(ConfigError, match="run.resume-from"):
+        load_resume_state(str(tmp_path / "missing"), parse_run_config({}).model,
+                          ("python_expert",))

@@ -1,0 +1,214 @@
+"""The ``fedmoe`` command: inspect and export what a run trained.
+
+::
+
+    fedmoe experts [RUN_DIR]                  # specialty, version, losses, size
+    fedmoe gateway [RUN_DIR]                  # how the gateway was merged, from what
+    fedmoe export  [RUN_DIR] --adapter NAME --format peft|npz|merged --out PATH [--force]
+    fedmoe ask     [RUN_DIR] "PROMPT" [--router centroid|loss|keywords] [--seed N] ...
+    fedmoe route-eval [RUN_DIR] FILE.jsonl ...   # accuracy + confusion matrix per router
+
+``RUN_DIR`` defaults to ``outputs/latest`` and may belong to a run that is
+still training: every command reads the last complete checkpoint.  Errors
+print one line naming the path or adapter and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .config import ROUTER_COMBINE, ROUTER_METHODS, ConfigError
+from .export import FORMATS, MERGED_DTYPES, export_adapter
+from .rundir import RunDirError, RunView
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} KB"
+
+
+def _loss(x: object) -> str:
+    return "-" if x is None else f"{float(x):.3f}"
+
+
+def cmd_experts(run: RunView, console: Console) -> None:
+    """Print one row per expert."""
+    table = Table(title=f"experts in {run.root}")
+    for col in ("specialty", "version", "updates", "nodes", "examples", "last train loss",
+                "held-out loss", "adapter size"):
+        table.add_column(col, justify="left" if col == "specialty" else "right")
+    for e in run.experts():
+        m = e.meta
+        table.add_row(e.name, str(e.version), str(m.get("updates", 0)),
+                      str(len(m.get("nodes", []))), str(m.get("examples_seen", 0)),
+                      _loss(m.get("last_train_loss")),
+                      _loss(m.get("eval_losses", {}).get(e.name)), _size(e.size_bytes))
+    console.print(table)
+    summary = run.summary()
+    console.print("run finished" if summary else "run in progress (last checkpoints shown)")
+
+
+def cmd_gateway(run: RunView, console: Console) -> None:
+    """Print the gateway's method and the experts it is built from."""
+    gw = run.adapter("gateway")
+    m = gw.meta
+    console.print(f"gateway in {run.root}\n  method {m.get('method')}, version {gw.version}, "
+                  f"LoRA r={gw.config['r']} alpha={gw.config['lora_alpha']}, "
+                  f"{_size(gw.size_bytes)}")
+    table = Table(title="built from")
+    for col in ("expert", "weight", "expert version", "gateway held-out loss on its domain"):
+        table.add_column(col, justify="left" if col == "expert" else "right")
+    coeffs = m.get("coefficients", {})
+    for name in sorted(coeffs):
+        table.add_row(name, f"{coeffs[name]:.3f}", str(m.get("expert_versions", {}).get(name)),
+                      _loss(m.get("eval_losses", {}).get(name)))
+    console.print(table)
+
+
+def _split_run_dir(items: list[str], what: str) -> tuple[str | None, list[str]]:
+    """``[RUN_DIR] ITEM...``: the first item is the run directory when it is a directory."""
+    if len(items) > 1 and Path(items[0]).is_dir():
+        return items[0], items[1:]
+    if not items:
+        raise RunDirError(f"missing {what}")
+    return None, items
+
+
+def _router_overrides(args: argparse.Namespace) -> dict:
+    return {"method": args.router, "top_k": args.top_k, "threshold": args.threshold,
+            "temperature": args.router_temperature, "combine": args.combine}
+
+
+def cmd_ask(args: argparse.Namespace, console: Console) -> None:
+    """Route one prompt, generate, and show the experts used and their scores."""
+    from .inference import Assistant, run_app_config
+
+    run_dir, rest = _split_run_dir(args.items, "PROMPT")
+    if len(rest) != 1:
+        raise RunDirError("give one PROMPT (quote it)")
+    run = RunView(run_dir)
+    assistant = Assistant(run, run_app_config(run, **_router_overrides(args)))
+    answer = assistant.ask(rest[0], max_new_tokens=args.max_new_tokens,
+                           temperature=args.temperature, seed=args.seed)
+    r = answer.route
+    console.print(f"router {r.method}: " + ", ".join(
+        f"{n} {r.scores[n]:.3f}" for n in sorted(r.scores, key=lambda n: -r.scores[n])))
+    console.print("experts used: " + (", ".join(f"{n} (weight {r.weights[n]:.2f})"
+                                                for n in r.experts) or "none matched -> gateway")
+                  + f"  (adapter: {answer.adapter})", markup=False, highlight=False)
+    console.print("answer:", style="bold")
+    console.print(answer.text, markup=False, highlight=False)
+
+
+def cmd_route_eval(args: argparse.Namespace, console: Console) -> None:
+    """Accuracy and confusion matrix of every router on labelled prompts."""
+    from .inference import Assistant, run_app_config
+    from .route_eval import NONE, evaluate_router, load_labelled
+
+    run_dir, files = _split_run_dir(args.items, "FILE.jsonl")
+    run = RunView(run_dir)
+    cfg = run_app_config(run, top_k=args.top_k, threshold=args.threshold,
+                         temperature=args.router_temperature)
+    examples = load_labelled([Path(f) for f in files], cfg)
+    assistant = Assistant(run, cfg)
+    methods = [args.router] if args.router else list(ROUTER_METHODS)
+    summary = Table(title=f"routing accuracy (top-1) on {len(examples)} prompts")
+    summary.add_column("router")
+    specialties = sorted({s for _, s in examples})
+    for s in specialties + ["all", "multi-expert"]:
+        summary.add_column(s, justify="right")
+    reports = []
+    for method in methods:
+        router = assistant.make_router(replace(cfg.router, method=method))
+        report = evaluate_router(router, examples)
+        reports.append(report)
+        per = report.per_specialty()
+        summary.add_row(method, *[f"{per.get(s, 0):.1%}" for s in specialties],
+                        f"{report.accuracy:.1%}", str(report.multi))
+    console.print(summary)
+    for report in reports:
+        preds = sorted({p for _, p in report.confusion} | set(specialties))
+        table = Table(title=f"{report.method}: rows true specialty, columns routed to")
+        table.add_column("true \\ routed")
+        for p in preds:
+            table.add_column(p if p != NONE else "none", justify="right")
+        for t in specialties:
+            table.add_row(t, *[str(report.confusion[t, p]) for p in preds])
+        console.print(table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the README's usage block)."""
+    ap = argparse.ArgumentParser(prog="fedmoe", description="Inspect and export the experts "
+                                 "and gateway of a FedMoE-Flower run.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    for name, text in (("experts", "table of the experts"),
+                       ("gateway", "how the gateway is built")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("run_dir", nargs="?", help="run directory (default: outputs/latest)")
+    p = sub.add_parser("export", help="export an expert or the gateway")
+    p.add_argument("run_dir", nargs="?", help="run directory (default: outputs/latest)")
+    p.add_argument("--adapter", required=True, help="'gateway' or a specialty")
+    p.add_argument("--format", choices=FORMATS, default="peft")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--dtype", choices=MERGED_DTYPES, default="bfloat16",
+                   help="weights of a merged export (16-bit for serving)")
+    p = sub.add_parser("ask", help="route a prompt to expert(s) and generate")
+    p.add_argument("items", nargs="+", metavar="[RUN_DIR] PROMPT")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--combine", choices=ROUTER_COMBINE, default=None,
+                   help="several experts: mix (one merged adapter) or stitch (one answer each)")
+    _router_args(p)
+    p = sub.add_parser("route-eval", help="routing accuracy on labelled prompts")
+    p.add_argument("items", nargs="+", metavar="[RUN_DIR] FILE.jsonl")
+    _router_args(p, every=True)
+    return ap
+
+
+def _router_args(p: argparse.ArgumentParser, every: bool = False) -> None:
+    p.add_argument("--router", choices=ROUTER_METHODS, default=None,
+                   help="router method (default: " + ("every router" if every else
+                                                     "router.method of the run") + ")")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--threshold", type=float, default=None,
+                   help="minimum routing weight of an expert (default: the run's)")
+    p.add_argument("--router-temperature", type=float, default=None,
+                   help="softmax temperature of the routing scores (default: the run's)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fedmoe`` console script."""
+    args = build_parser().parse_args(argv)
+    console = Console(width=120)
+    try:
+        if args.command == "experts":
+            cmd_experts(RunView(args.run_dir), console)
+        elif args.command == "gateway":
+            cmd_gateway(RunView(args.run_dir), console)
+        elif args.command == "export":
+            info = RunView(args.run_dir).adapter(args.adapter)
+            out = export_adapter(info, args.format, args.out, force=args.force,
+                                 dtype=args.dtype)
+            console.print(f"exported {info.kind} {info.name!r} v{info.version} as "
+                          f"{args.format} to {out}")
+        elif args.command == "ask":
+            cmd_ask(args, console)
+        elif args.command == "route-eval":
+            cmd_route_eval(args, console)
+    except (RunDirError, ConfigError) as err:
+        print(f"fedmoe: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

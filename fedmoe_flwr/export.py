@@ -1,0 +1,124 @@
+"""Exporting an expert or the gateway in the formats serving tools load.
+
+- ``peft``: a standard adapter directory (``adapter_config.json`` +
+  ``adapter_model.safetensors``), for ``PeftModel.from_pretrained``, vLLM's
+  LoRA support, TGI, llama.cpp's converter, ...
+- ``npz``: one array per LoRA matrix, for numpy users and the original
+  FedMoE tool.  Keys (the scheme is a contract)::
+
+      <PEFT saved-adapter key>   e.g. base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight
+                                 float32, lora_A (r, in) and lora_B (out, r)
+      version                    int64 scalar: the checkpoint's version
+      lora_r, lora_alpha         int64 scalars: delta W = (lora_alpha / lora_r) * B @ A
+      adapter, base_model        0-d unicode arrays: the adapter's name and base model
+
+- ``merged``: the base model with the adapter merged into its weights
+  (PEFT's ``merge_and_unload``) in 16-bit, saved with its tokenizer, so
+  ``AutoModelForCausalLM.from_pretrained`` and engines without LoRA support
+  serve it directly.
+
+Every export is written beside its destination and renamed into place, so an
+interrupted export never leaves a half-written adapter behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .aggregation import Weights
+from .rundir import AdapterInfo, RunDirError
+
+FORMATS = ("peft", "npz", "merged")
+MERGED_DTYPES = ("bfloat16", "float16", "float32")
+NPZ_META_KEYS = ("version", "lora_r", "lora_alpha", "adapter", "base_model")
+
+
+def _staging(out: Path, force: bool) -> Path:
+    if out.exists() and not force:
+        raise RunDirError(f"{out} exists; choose another --out or pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    if out.is_dir() and not out.is_symlink():
+        shutil.rmtree(out)
+    elif out.exists() or out.is_symlink():
+        out.unlink()
+    os.replace(tmp, out)
+
+
+def export_adapter(info: AdapterInfo, fmt: str, out: Path, *, force: bool = False,
+                   dtype: str = "bfloat16") -> Path:
+    """Write ``info``'s checkpoint to ``out`` in format ``fmt``; returns ``out``."""
+    if fmt not in FORMATS:
+        raise RunDirError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+    if fmt == "merged" and dtype not in MERGED_DTYPES:
+        raise RunDirError(f"unknown dtype {dtype!r}; valid: {', '.join(MERGED_DTYPES)}")
+    tmp = _staging(out, force)
+    try:
+        if fmt == "peft":
+            for name in ("adapter_config.json", "adapter_model.safetensors", "meta.json"):
+                shutil.copy2(info.path / name, tmp / name)
+        elif fmt == "npz":
+            save_npz(tmp / "adapter.npz", info)
+            tmp = _single_file(tmp, "adapter.npz")
+        else:
+            _save_merged(info, tmp, dtype)
+        _publish(tmp, out)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+    return out
+
+
+def _single_file(tmp_dir: Path, name: str) -> Path:
+    # npz is one file: move it out of the staging directory, still beside the destination.
+    fd, tmp_file = tempfile.mkstemp(prefix=".export.", suffix=".npz", dir=tmp_dir.parent)
+    os.close(fd)
+    os.replace(tmp_dir / name, tmp_file)
+    tmp_dir.rmdir()
+    return Path(tmp_file)
+
+
+def save_npz(path: Path, info: AdapterInfo) -> None:
+    """One array per LoRA matrix plus the metadata keys of the module docstring."""
+    arrays: dict[str, np.ndarray] = {k: v.astype(np.float32) for k, v in info.weights().items()}
+    arrays.update(version=np.int64(info.version), lora_r=np.int64(info.config["r"]),
+                  lora_alpha=np.int64(info.config["lora_alpha"]), adapter=np.str_(info.name),
+                  base_model=np.str_(info.config.get("base_model_name_or_path", "")))
+    with path.open("wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def load_npz(path: str | Path) -> tuple[Weights, dict[str, object]]:
+    """Read an ``npz`` export back: (LoRA weights, metadata)."""
+    with np.load(path) as data:
+        meta = {k: data[k].item() for k in NPZ_META_KEYS if k in data}
+        weights = {k: data[k] for k in data.files if k not in NPZ_META_KEYS}
+    return weights, meta
+
+
+def _save_merged(info: AdapterInfo, out: Path, dtype: str) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .tiny_model import resolve_model_path
+
+    base_name = info.config.get("base_model_name_or_path") or ""
+    if not base_name:
+        raise RunDirError(f"{info.path}/adapter_config.json names no base model")
+    base_path = resolve_model_path(base_name)
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, dtype))
+    merged = PeftModel.from_pretrained(base, str(info.path)).merge_and_unload()
+    merged.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(base_path).save_pretrained(str(out))

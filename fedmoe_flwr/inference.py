@@ -1,0 +1,154 @@
+"""Ask the federation: route a prompt to expert(s) and generate with their adapter(s).
+
+The base model is loaded exactly as the nodes loaded it (the run's
+``run_config.json``: model name, quantization, LoRA shape), every expert is
+attached as a named PEFT adapter, and the router picks which one(s) answer.
+With several experts, ``mix`` merges them into one adapter with the exact
+``cat`` merge weighted by the routing weights, and ``stitch`` generates one
+answer per expert and joins them, as the original FedMoE agent did.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from .codec import set_adapter_weights
+from .config import AppConfig, RouterConfig, parse_run_config
+from .contract import GATEWAY
+from .data import prompt_text
+from .embedding import prompt_embeddings
+from .gateway import build_gateway
+from .model import ensure_adapter, load_base
+from .router import Route, Router, load_centroids
+from .rundir import RunView
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What ``fedmoe ask`` prints."""
+
+    text: str
+    route: Route
+    adapter: str  # the adapter that generated (an expert, "mix", or "gateway")
+
+
+def run_app_config(run: RunView, **router_overrides: Any) -> AppConfig:
+    """The run's own config (``run_config.json``), with router settings overridden."""
+    path = run.root / "run_config.json"
+    raw = json.loads(path.read_text()) if path.exists() else {}
+    cfg = parse_run_config(raw)
+    changes = {k: v for k, v in router_overrides.items() if v is not None}
+    return replace(cfg, router=replace(cfg.router, **changes)) if changes else cfg
+
+
+class Assistant:
+    """The base model with every expert of a run attached, and a router."""
+
+    def __init__(self, run: RunView, cfg: AppConfig) -> None:
+        self.run = run
+        self.cfg = cfg
+        self.loaded = load_base(cfg.model)
+        self.model = self.loaded.peft_model
+        self.experts = [e.name for e in run.experts()]
+        for info in run.experts():
+            ensure_adapter(self.loaded, f"x:{info.name}", cfg.model)
+            set_adapter_weights(self.model, f"x:{info.name}", info.weights())
+        self._weights = {e.name: e.weights() for e in run.experts()}
+        self.router = self.make_router(cfg.router)
+
+    def make_router(self, rcfg: RouterConfig) -> Router:
+        """A router of any method over this run's experts."""
+        if rcfg.method == "centroid":
+            return Router(rcfg, self.experts, centroids=load_centroids(self.run.root),
+                          embed=lambda prompts: prompt_embeddings(
+                              self.loaded, prompts, layer=self.cfg.router.embedding_layer))
+        if rcfg.method == "loss":
+            return Router(rcfg, self.experts, prompt_losses=self.prompt_losses)
+        return Router(rcfg, self.experts)
+
+    @torch.no_grad()
+    def prompt_losses(self, prompt: str) -> dict[str, float]:
+        """Per-expert loss that the ``loss`` router minimises.
+
+        Experts are trained with the prompt masked, so they never learn to
+        predict prompts; with ``router.candidate-tokens > 0`` the gateway
+        drafts a short answer and each expert is scored on that answer
+        instead (answer tokens only), which is what experts did learn.
+        """
+        ids = self._encode(prompt)
+        labels = ids
+        n = self.cfg.router.candidate_tokens
+        if n:
+            self._use(Route([], {}, {}, "loss"))  # the gateway drafts the candidate
+            draft = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                        max_new_tokens=n, do_sample=False, top_p=None,
+                                        top_k=None, temperature=None,
+                                        pad_token_id=self.loaded.tokenizer.pad_token_id)
+            labels = draft.clone()
+            labels[:, : ids.shape[1]] = -100  # score the candidate answer only
+            ids = draft
+        out = {}
+        self.model.eval()
+        for name in self.experts:
+            self.model.set_adapter(f"x:{name}")
+            out[name] = float(self.model(input_ids=ids, labels=labels).loss)
+        return out
+
+    def _encode(self, prompt: str) -> torch.Tensor:
+        tok = self.loaded.tokenizer
+        ids = tok(prompt_text(tok, prompt), add_special_tokens=False,
+                  return_tensors="pt")["input_ids"]
+        return ids[:, -self.cfg.train.max_seq_len:].to(self.loaded.device)
+
+    def _use(self, route: Route) -> str:
+        """Activate the adapter for a route: one expert, their cat mix, or the gateway."""
+        if not route.experts:
+            info = self.run.adapter(GATEWAY)
+            ensure_adapter(self.loaded, "x:gateway", self.cfg.model, info.config["r"],
+                           info.config["lora_alpha"])
+            set_adapter_weights(self.model, "x:gateway", info.weights())
+            self.model.set_adapter("x:gateway")
+            return GATEWAY
+        if len(route.experts) == 1:
+            self.model.set_adapter(f"x:{route.experts[0]}")
+            return route.experts[0]
+        m = self.cfg.model
+        mix = build_gateway({n: self._weights[n] for n in route.experts}, route.weights, "cat",
+                            rank=m.lora_r, alpha=m.lora_alpha)
+        slot = f"x:mix-r{mix.rank}"
+        ensure_adapter(self.loaded, slot, m, mix.rank, mix.alpha)
+        set_adapter_weights(self.model, slot, mix.weights)
+        self.model.set_adapter(slot)
+        return "mix(" + "+".join(route.experts) + ")"
+
+    @torch.no_grad()
+    def _generate(self, prompt: str, max_new_tokens: int, temperature: float,
+                  seed: int) -> str:
+        tok = self.loaded.tokenizer
+        ids = self._encode(prompt)
+        torch.manual_seed(seed)
+        self.model.eval()
+        out = self.model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+            do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
+            top_p=None, top_k=None, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+    def ask(self, prompt: str, *, max_new_tokens: int = 128, temperature: float = 0.0,
+            seed: int = 0, route: Route | None = None) -> Answer:
+        """Route ``prompt`` and generate; deterministic for a given seed."""
+        route = route or self.router.route(prompt)
+        if self.cfg.router.combine == "stitch" and len(route.experts) > 1:
+            parts = []
+            for name in route.experts:
+                self.model.set_adapter(f"x:{name}")
+                parts.append(f"[{name}]\n" + self._generate(prompt, max_new_tokens,
+                                                             temperature, seed))
+            return Answer("\n\n".join(parts), route, "stitch(" + "+".join(route.experts) + ")")
+        adapter = self._use(route)
+        return Answer(self._generate(prompt, max_new_tokens, temperature, seed), route, adapter)
+

@@ -1,0 +1,88 @@
+"""Routing accuracy on labelled prompts: per specialty, overall, and a confusion matrix.
+
+Inputs are JSONL files whose lines carry ``{"prompt": ..., "specialty": ...}``,
+or the run's own data files (their specialty is known from ``sim.data-paths``;
+only their held-out split is used, so the centroids never saw those prompts).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import AppConfig, ConfigError
+from .data import load_local_data
+from .node import resolve_data_path
+from .router import Router
+
+NONE = "(none)"  # a router that chose no expert (keywords without a match)
+
+
+@dataclass
+class RouteReport:
+    """Top-1 routing results of one router."""
+
+    method: str
+    total: Counter = field(default_factory=Counter)  # true specialty -> examples
+    correct: Counter = field(default_factory=Counter)
+    confusion: Counter = field(default_factory=Counter)  # (true, predicted) -> count
+    multi: int = 0  # prompts routed to more than one expert
+
+    @property
+    def accuracy(self) -> float:
+        """Share of prompts whose top-1 expert is their specialty."""
+        n = sum(self.total.values())
+        return sum(self.correct.values()) / n if n else float("nan")
+
+    def per_specialty(self) -> dict[str, float]:
+        """Accuracy per true specialty."""
+        return {s: self.correct[s] / n for s, n in sorted(self.total.items())}
+
+
+def load_labelled(paths: list[Path], cfg: AppConfig) -> list[tuple[str, str]]:
+    """(prompt, specialty) pairs from labelled files or the run's data files."""
+    by_file = {resolve_data_path(p).resolve(): s
+               for s, p in zip(cfg.sim.specialties, cfg.sim.data_paths, strict=True)}
+    examples: list[tuple[str, str]] = []
+    for path in paths:
+        if not path.exists():
+            raise ConfigError(f"{path} does not exist")
+        with path.open(encoding="utf-8") as fh:
+            first = fh.readline()
+        try:
+            labelled = "specialty" in json.loads(first)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}:1: not JSON ({err.msg})") from None
+        if labelled:
+            for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    examples.append((str(row["prompt"]), str(row["specialty"])))
+                except (json.JSONDecodeError, KeyError, TypeError) as err:
+                    raise ConfigError(f"{path}:{lineno}: need a JSON object with 'prompt' and "
+                                      f"'specialty' ({err})") from None
+            continue
+        specialty = by_file.get(path.resolve())
+        if specialty is None:
+            raise ConfigError(f"cannot tell which specialty {path} holds: it is not one of the "
+                              f"run's sim.data-paths; give each line a 'specialty' field")
+        data = load_local_data(path, cfg.data.eval_fraction, cfg.data.on_error)
+        examples += [(p, specialty) for p in data.eval["prompt"]]
+    return examples
+
+
+def evaluate_router(router: Router, examples: list[tuple[str, str]]) -> RouteReport:
+    """Route every prompt and count top-1 hits."""
+    report = RouteReport(router.method)
+    routes = router.route_many([p for p, _ in examples])
+    for (_, truth), route in zip(examples, routes, strict=True):
+        pred = route.best or NONE
+        report.total[truth] += 1
+        report.correct[truth] += pred == truth
+        report.confusion[truth, pred] += 1
+        report.multi += len(route.experts) > 1
+    return report

@@ -1,0 +1,88 @@
+"""The fedmoe CLI: tables, exports (peft / npz / merged) and every documented error."""
+
+import re
+
+import numpy as np
+import pytest
+
+from fedmoe_flwr.cli import main
+from fedmoe_flwr.export import load_npz
+from fedmoe_flwr.rundir import RunView
+from tests.test_strategy_fedasync import make_node, run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    nodes = {1: make_node("python_expert"), 2: make_node("sql_expert", delay=2)}
+    run(tmp, nodes, **{"run.max-updates": 6})
+    return tmp / "run"
+
+
+def test_experts_table(run_dir, capsys):
+    assert main(["experts", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "python_expert" in out and "sql_expert" in out and "run finished" in out
+    versions = {e.name: e.version for e in RunView(run_dir).experts()}
+    assert sum(versions.values()) == 6
+    assert re.search(rf"python_expert\s*│\s*{versions['python_expert']}\s*│", out)
+
+
+def test_gateway_table(run_dir, capsys):
+    assert main(["gateway", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "method cat" in out and "r=4" in out  # two rank-2 experts concatenated
+    # Weights by examples seen: python 4 updates x 8, sql 2 x 8 -> 32 / 48 and 16 / 48.
+    assert re.search(r"python_expert\s*│\s*0.667", out)
+    assert re.search(r"sql_expert\s*│\s*0.333", out)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["experts", "/nonexistent/run"], "run directory /nonexistent/run does not exist"),
+    (["export", "{run}", "--adapter", "rust_expert", "--out", "{tmp}/x"],
+     "no adapter 'rust_expert' in .*; valid: python_expert, sql_expert, gateway"),
+    (["export", "{run}", "--adapter", "gateway", "--out", "{tmp}"], "exists; choose another"),
+])
+def test_errors_name_the_problem_and_exit_2(run_dir, tmp_path, capsys, argv, message):
+    argv = [a.format(run=run_dir, tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fedmoe: error: ")
+    assert re.search(message, err), err
+
+
+def test_run_dir_without_checkpoint(tmp_path, capsys):
+    assert main(["experts", str(tmp_path)]) == 2
+    assert "has no checkpoint yet" in capsys.readouterr().err
+
+
+def test_default_run_dir_is_outputs_latest(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["experts"]) == 2
+    assert "outputs/latest does not exist; start a run" in capsys.readouterr().err
+
+
+def test_export_peft_and_force(run_dir, tmp_path):
+    out = tmp_path / "py"
+    assert main(["export", str(run_dir), "--adapter", "python_expert", "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"adapter_config.json",
+                                               "adapter_model.safetensors", "meta.json"}
+    assert main(["export", str(run_dir), "--adapter", "sql_expert", "--out", str(out)]) == 2
+    assert main(["export", str(run_dir), "--adapter", "sql_expert", "--out", str(out),
+                 "--force"]) == 0
+    assert '"sql_expert"' in (out / "meta.json").read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_npz_round_trip(run_dir, tmp_path):
+    out = tmp_path / "gw.npz"
+    assert main(["export", str(run_dir), "--adapter", "gateway", "--format", "npz",
+                 "--out", str(out)]) == 0
+    weights, meta = load_npz(out)
+    info = RunView(run_dir).adapter("gateway")
+    want = info.weights()
+    assert set(weights) == set(want)
+    for k in want:
+        np.testing.assert_array_equal(weights[k], want[k])
+    assert meta["version"] == info.version and meta["adapter"] == "gateway"
+    assert (meta["lora_r"], meta["lora_alpha"]) == (info.config["r"], info.config["lora_alpha"])
