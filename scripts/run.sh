@@ -9,7 +9,8 @@
 # run ends or the script is interrupted: nothing keeps running afterwards.
 # Relative paths in the run config (run.output-dir = "outputs", the data files)
 # resolve against this directory, where the SuperLink and so the apps start.
-# Note: give all overrides in ONE --run-config (flwr 1.41 keeps only the last one).
+# Several --run-config values (preset files and "k=v" strings) are merged in order, later
+# ones winning, into one file: flwr 1.41 itself keeps only the last --run-config.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/venv.sh"
@@ -47,9 +48,22 @@ for _ in $(seq 1 120); do
 done
 
 echo "SuperLink pid $SUPERLINK_PID on 127.0.0.1:$PORT (log: $LOG)"
+ARGS=() OVERRIDES=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --run-config|-c) OVERRIDES+=("${2:?--run-config needs a value}"); shift 2 ;;
+    --run-config=*) OVERRIDES+=("${1#--run-config=}"); shift ;;
+    *) ARGS+=("$1"); shift ;;
+  esac
+done
+if [ ${#OVERRIDES[@]} -gt 0 ]; then
+  MERGED="$STATE/run-config-$PORT.toml"
+  python -m fedmoe_flwr.overrides "$MERGED" "${OVERRIDES[@]}"
+  ARGS+=(--run-config "$MERGED")
+fi
 flwr run . --stream \
   --federation-config "num-supernodes=$NUM_SUPERNODES client-resources-num-cpus=1 init-args-num-cpus=$NUM_SUPERNODES" \
-  "$@"
+  ${ARGS[@]+"${ARGS[@]}"}
 echo
 echo "Results: the 'results:' line above (default: $ROOT/outputs/latest)."
 echo "  experts/<specialty>/ and gateway/ are PEFT adapters; summary.json holds the eval matrix."
