@@ -29,6 +29,18 @@ from fedmoe_flwr.training import evaluate_loss, train_for_budget
 
 app = ClientApp()
 EVAL_SLOT = "_eval"  # adapter name used to score adapters sent for evaluation
+_first_message = True
+
+
+def _process_seconds() -> float:
+    """Process start-up cost paid by this message: creation -> handler, first message only."""
+    global _first_message
+    if not _first_message:
+        return 0.0
+    _first_message = False
+    import psutil
+
+    return max(0.0, time.time() - psutil.Process().create_time())
 
 
 def _setup(context: Context) -> tuple[AppConfig, NodeSettings, LoadedModel, float]:
@@ -69,6 +81,7 @@ def query(msg: Message, context: Context) -> Message:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Load the expert's newest weights, train for the time budget, send them back."""
+    process_s = _process_seconds()
     cfg, node, loaded, setup_s = _setup(context)
     instr = msg.content[C.CONFIG]
     if instr[C.SPECIALTY] != node.specialty:
@@ -88,7 +101,7 @@ def train(msg: Message, context: Context) -> Message:
     metrics = MetricRecord({
         C.NUM_EXAMPLES: result.examples, C.TRAIN_LOSS: result.loss, C.STEPS: result.steps,
         C.TOKENS: result.tokens, C.TRAIN_SECONDS: result.seconds, C.LOAD_SECONDS: load_s,
-        C.BASE_VERSION: int(instr[C.VERSION]),
+        C.BASE_VERSION: int(instr[C.VERSION]), C.PROCESS_SECONDS: process_s,
     })
     adapter = to_array_record(get_adapter_weights(loaded.peft_model, node.specialty))
     return Message(RecordDict({C.ADAPTER: adapter, C.METRICS: metrics}), reply_to=msg)

@@ -50,6 +50,10 @@ STEPS = "steps"
 TOKENS = "tokens"
 TRAIN_SECONDS = "train-seconds"
 LOAD_SECONDS = "load-seconds"
+# Optional: seconds from the ClientApp process's creation to the handler (interpreter, imports,
+# Flower runtime). Non-zero only for a process's first message: in deployment every message
+# starts a new process; a simulation actor reuses one.
+PROCESS_SECONDS = "process-seconds"
 BASE_VERSION = "base-version"
 
 TRAIN_METRIC_KEYS = (NUM_EXAMPLES, TRAIN_LOSS, STEPS, TOKENS, TRAIN_SECONDS, LOAD_SECONDS,

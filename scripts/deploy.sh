@@ -31,14 +31,16 @@ die() { echo "deploy: error: $*" >&2; exit 1; }
 need() { [ -e "$1" ] || die "$1 is missing; $2"; }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-stop_pid() {  # stop a process (and its children) by the pid in its pid file
+group_alive() { [ -n "$(pgrep -g "$1" 2>/dev/null)" ]; }
+
+stop_pid() {  # stop a process and everything it started: each runs in its own process group
   local pidfile="$1" what="$2" pid
-  if ! alive "$pidfile"; then echo "$what is not running"; rm -f "$pidfile"; return 0; fi
+  [ -f "$pidfile" ] || { echo "$what is not running"; return 0; }
   pid="$(cat "$pidfile")"
-  pkill -TERM -P "$pid" 2>/dev/null || true
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  kill -0 "$pid" 2>/dev/null && { pkill -KILL -P "$pid" 2>/dev/null || true; kill -KILL "$pid" 2>/dev/null || true; }
+  if ! group_alive "$pid"; then echo "$what is not running"; rm -f "$pidfile"; return 0; fi
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do group_alive "$pid" || break; sleep 0.2; done
+  group_alive "$pid" && kill -KILL -- "-$pid" 2>/dev/null || true
   rm -f "$pidfile"
   echo "stopped $what (pid $pid)"
 }
@@ -111,7 +113,7 @@ cmd_superlink() {
         args+=(--ssl-ca-certfile "$CERTS/ca.crt" --ssl-certfile "$CERTS/server.pem"
                --ssl-keyfile "$CERTS/server.key" --enable-supernode-auth)
       fi
-      (cd "$ROOT" && exec flower-superlink "${args[@]}" >"$LOGS/superlink.log" 2>&1) &
+      (cd "$ROOT" && exec setsid flower-superlink "${args[@]}" >"$LOGS/superlink.log" 2>&1) &
       echo $! >"$pidfile"
       write_connection "127.0.0.1:$PORT" "$insecure" "$CERTS/ca.crt"
       local scheme=https; [ "$insecure" = 1 ] && scheme=http
@@ -160,6 +162,9 @@ cmd_supernode() {
       [ -f "$data" ] || die "data file $data does not exist"
       local pidfile="$PIDS/supernode-$name.pid"
       alive "$pidfile" && die "SuperNode $name is already running (pid $(cat "$pidfile"))"
+      if [ -f "$pidfile" ] && group_alive "$(cat "$pidfile")"; then  # a crashed node's children
+        stop_pid "$pidfile" "leftover processes of crashed SuperNode $name"
+      fi
       # Each SuperNode on a machine needs its own ClientApp API port.
       [ -n "$port" ] || port="$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
       local args=(--superlink "$superlink" --port "$port" --isolation subprocess
@@ -169,10 +174,9 @@ cmd_supernode() {
       else
         need "$ca" "copy the SuperLink's CA certificate (certs/ca.crt) here and pass --ca"
         need "$KEYS/$name" "create the key pair with 'deploy.sh key $name' and register its .pub"
-        args+=(--root-certificates "$ca" --auth-supernode-private-key "$KEYS/$name"
-               --auth-supernode-public-key "$KEYS/$name.pub")
+        args+=(--root-certificates "$ca" --auth-supernode-private-key "$KEYS/$name")
       fi
-      (cd "$ROOT" && exec flower-supernode "${args[@]}" >"$LOGS/supernode-$name.log" 2>&1) &
+      (cd "$ROOT" && exec setsid flower-supernode "${args[@]}" >"$LOGS/supernode-$name.log" 2>&1) &
       echo $! >"$pidfile"
       sleep 1
       alive "$pidfile" || die "SuperNode $name exited at once; see $LOGS/supernode-$name.log"

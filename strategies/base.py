@@ -355,11 +355,17 @@ class AsyncStrategy(ABC):
                  "%.1fs)", elapsed, expert.specialty, flight.node_id, staleness,
                  result.mixing, outcome, float(metrics[C.TRAIN_LOSS]),
                  int(metrics[C.STEPS]), float(metrics[C.TRAIN_SECONDS]))
+        round_trip = self.clock() - flight.sent_at
+        process = float(metrics.get(C.PROCESS_SECONDS, 0.0))
+        # What the node did not account for: message queueing and transfer both ways.
+        other = round_trip - process - float(metrics[C.LOAD_SECONDS]) - \
+            float(metrics[C.TRAIN_SECONDS])
         self.run_dir.log_event(
             "update", elapsed=round(elapsed, 3), specialty=expert.specialty,
             node=str(flight.node_id), staleness=staleness, mixing=result.mixing,
             applied=result.weights is not None, version=expert.version,
-            round_trip=round(self.clock() - flight.sent_at, 3),
+            round_trip=round(round_trip, 3), **{C.PROCESS_SECONDS: round(process, 3)},
+            transfer_wait=round(other, 3),
             **{k: float(metrics[k]) for k in C.TRAIN_METRIC_KEYS})
 
     # ------------------------------------------------------------------ gateway + checkpoints

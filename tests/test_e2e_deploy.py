@@ -1,0 +1,175 @@
+"""Deployment on 127.0.0.1 with the README's scripts: a real TLS SuperLink with SuperNode
+authentication, three authenticated SuperNodes and one unregistered; kill -9 of a node mid-run
+and its restart; then a second run resumed from the first one's checkpoints.
+
+Every process is started through scripts/deploy.sh (each in its own process group, pid files
+under the test's FEDMOE_DEPLOY) and stopped by those ids at the end, whatever happens.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fedmoe_flwr.artifacts import load_adapter_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+NODES = {"py": ("python_expert", "data/python.jsonl"), "sql": ("sql_expert", "data/sql.jsonl"),
+         "docs": ("docs_expert", "data/docs.jsonl")}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Fleet:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.port = _free_port()
+        self.env = {**os.environ, "FEDMOE_DEPLOY": str(tmp / "deploy"),
+                    "FEDMOE_SUPERLINK_PORT": str(self.port), "FEDMOE_SUPERLINK_HOST": "127.0.0.1"}
+        self.pids = tmp / "deploy" / "pids"
+
+    def sh(self, *args: str, check: bool = True, timeout: float = 120) -> str:
+        proc = subprocess.run(["bash", "scripts/deploy.sh", *args], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+        out = proc.stdout + proc.stderr
+        if check:
+            assert proc.returncode == 0, out
+        return out
+
+    def start_node(self, name: str, specialty: str, data: str) -> None:
+        self.sh("supernode", "start", name, "--superlink", f"127.0.0.1:{self.port}",
+                "--specialty", specialty, "--data", data)
+
+    def pid(self, name: str) -> int:
+        return int((self.pids / f"{name}.pid").read_text())
+
+    def submit(self, overrides: str, name: str) -> subprocess.Popen:
+        log = (self.tmp / f"{name}.log").open("w")
+        return subprocess.Popen(
+            ["bash", "scripts/deploy.sh", "submit", "--run-config",
+             f"{overrides} run.name='{name}' run.output-dir='{self.tmp}/out'"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def events(self, name: str) -> list[dict]:
+        path = self.tmp / "out" / name / "metrics.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def wait_for(self, name: str, predicate, timeout: float, what: str) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            events = self.events(name)
+            if predicate(events):
+                return events
+            time.sleep(2)
+        log = (self.tmp / f"{name}.log").read_text()[-3000:]
+        raise AssertionError(f"timed out waiting for {what}\n{log}")
+
+    def stop_all(self) -> None:
+        self.sh("stop-all", check=False)
+        for pidfile in self.pids.glob("*.pid"):  # belt and braces: kill each process group
+            try:
+                os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    fleet = Fleet(tmp_path_factory.mktemp("deploy"))
+    try:
+        fleet.sh("certs", "127.0.0.1")
+        fleet.sh("superlink", "start")
+        for name, (specialty, data) in NODES.items():
+            fleet.sh("key", name)
+            fleet.sh("register", f"{name}.pub")
+            fleet.start_node(name, specialty, data)
+        fleet.sh("key", "rogue")  # a key pair that is never registered
+        fleet.start_node("rogue", "docs_expert", "data/docs.jsonl")
+        yield fleet
+    finally:
+        fleet.stop_all()
+
+
+def _versions(events, specialty):
+    return [e["version"] for e in events if e["event"] == "version" and e["specialty"] == specialty]
+
+
+def test_unregistered_supernode_cannot_join(fleet):
+    deadline = time.monotonic() + 60
+    log = fleet.tmp / "deploy" / "logs" / "supernode-rogue.log"
+    while time.monotonic() < deadline and "Failed to activate SuperNode" not in log.read_text():
+        time.sleep(1)
+    assert "Failed to activate SuperNode" in log.read_text()
+    assert "not running" in fleet.sh("supernode", "status")
+
+
+def test_tls_auth_run_survives_kill_9_and_the_node_rejoins(fleet):
+    run = fleet.submit("run.duration=170 train.sync-interval=4", "r1")
+    try:
+        events = fleet.wait_for("r1", lambda ev: all(_versions(ev, s) for s, _ in NODES.values()),
+                                400, "a first version of every expert")
+        registered = {e["node"]: e["specialty"] for e in events if e["event"] == "register"}
+        assert sorted(registered.values()) == sorted(s for s, _ in NODES.values())  # no rogue
+        sql_node = next(n for n, s in registered.items() if s == "sql_expert")
+        os.kill(fleet.pid("supernode-sql"), signal.SIGKILL)  # crash, no clean shutdown
+        killed_at = {s: max(_versions(events, s)) for s in ("python_expert", "docs_expert")}
+        events = fleet.wait_for("r1", lambda ev: any(
+            e["event"] == "error" and e["node"] == sql_node for e in ev), 200,
+            "the error reply for the killed node")
+        fleet.start_node("sql", *NODES["sql"])
+        events = fleet.wait_for("r1", lambda ev: sum(
+            e["event"] == "register" and e["node"] == sql_node for e in ev) >= 2, 200,
+            "the restarted node to re-register")
+        sql_before = max(_versions(events, "sql_expert"))
+        assert run.wait(timeout=600) == 0, (fleet.tmp / "r1.log").read_text()[-3000:]
+    finally:
+        if run.poll() is None:
+            run.kill()
+    events = fleet.events("r1")
+    for specialty, at_kill in killed_at.items():  # the others kept gaining versions
+        assert max(_versions(events, specialty)) > at_kill
+    rejoined = [e for e in events if e["event"] == "update" and e["node"] == sql_node
+                and e["time"] > next(r["time"] for r in events[::-1] if r["event"] == "register"
+                                     and r["node"] == sql_node)]
+    assert rejoined, "the restarted node should train again"
+    assert rejoined[0]["base-version"] == sql_before  # from the latest version of its expert
+    assert all(e.get("process-seconds", 0) > 0 for e in events if e["event"] == "update")
+    summary = json.loads((fleet.tmp / "out" / "r1" / "summary.json").read_text())
+    assert summary["errors"], summary
+
+
+def test_resume_continues_every_expert_from_its_checkpoint(fleet):
+    old = fleet.tmp / "out" / "r1"
+    old_versions = {s: json.loads((old / "experts" / s / "meta.json").read_text())["version"]
+                    for s, _ in NODES.values()}
+    run = fleet.submit(f"run.duration=30 train.sync-interval=4 run.keep-versions=0 "
+                       f"run.resume-from='{old}'", "r2")
+    assert run.wait(timeout=600) == 0, (fleet.tmp / "r2.log").read_text()[-3000:]
+    events = fleet.events("r2")
+    resumed = next(e for e in events if e["event"] == "resume")
+    assert resumed["versions"] == old_versions
+    new = fleet.tmp / "out" / "r2"
+    for specialty, v in old_versions.items():
+        # The new run starts from the old checkpoint's exact weights ...
+        start = new / "experts" / ".versions" / f"{specialty}-v{v:06d}"
+        want = load_adapter_weights(old / "experts" / specialty)
+        got = load_adapter_weights(start)
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+        first = [e for e in events if e["event"] == "update" and e["specialty"] == specialty]
+        assert first and first[0]["base-version"] == v
+        # ... and its versions only go up.
+        assert json.loads((new / "experts" / specialty / "meta.json").read_text())["version"] > v
