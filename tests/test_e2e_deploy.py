@@ -113,7 +113,9 @@ def test_unregistered_supernode_cannot_join(fleet):
     while time.monotonic() < deadline and "Failed to activate SuperNode" not in log.read_text():
         time.sleep(1)
     assert "Failed to activate SuperNode" in log.read_text()
-    assert "not running" in fleet.sh("supernode", "status")
+    while time.monotonic() < deadline and "rogue running" in fleet.sh("supernode", "status"):
+        time.sleep(1)
+    assert "SuperNode rogue not running" in fleet.sh("supernode", "status")
 
 
 def test_tls_auth_run_survives_kill_9_and_the_node_rejoins(fleet):
