@@ -119,7 +119,9 @@ def test_unregistered_supernode_cannot_join(fleet):
 
 
 def test_tls_auth_run_survives_kill_9_and_the_node_rejoins(fleet):
-    run = fleet.submit("run.duration=170 train.sync-interval=4", "r1")
+    # Budget: first versions ~40 s into training, the heartbeat error ~60 s after the kill, 30 s
+    # rejoin backoff, re-registration and one more update ~60 s: 280 s leaves a margin.
+    run = fleet.submit("run.duration=280 train.sync-interval=4", "r1")
     try:
         events = fleet.wait_for("r1", lambda ev: all(_versions(ev, s) for s, _ in NODES.values()),
                                 400, "a first version of every expert")
