@@ -97,7 +97,7 @@ def train(msg: Message, context: Context) -> Message:
         device=loaded.device, batch_size=cfg.train.batch_size,
         learning_rate=float(instr[C.LEARNING_RATE]), time_budget=float(instr[C.TIME_BUDGET]),
         max_steps=int(instr[C.MAX_STEPS]), seed=int(instr[C.SEED]),
-        speed_factor=node.speed_factor)
+        speed_factor=node.speed_factor, prompt_weight=cfg.train.prompt_loss_weight)
     metrics = MetricRecord({
         C.NUM_EXAMPLES: result.examples, C.TRAIN_LOSS: result.loss, C.STEPS: result.steps,
         C.TOKENS: result.tokens, C.TRAIN_SECONDS: result.seconds, C.LOAD_SECONDS: load_s,

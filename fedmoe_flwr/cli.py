@@ -82,7 +82,8 @@ def _split_run_dir(items: list[str], what: str) -> tuple[str | None, list[str]]:
 
 def _router_overrides(args: argparse.Namespace) -> dict:
     return {"method": args.router, "top_k": args.top_k, "threshold": args.threshold,
-            "temperature": args.router_temperature, "combine": args.combine}
+            "temperature": args.router_temperature, "combine": args.combine,
+            "candidate_tokens": args.candidate_tokens}
 
 
 def cmd_ask(args: argparse.Namespace, console: Console) -> None:
@@ -114,7 +115,8 @@ def cmd_route_eval(args: argparse.Namespace, console: Console) -> None:
     run_dir, files = _split_run_dir(args.items, "FILE.jsonl")
     run = RunView(run_dir)
     cfg = run_app_config(run, top_k=args.top_k, threshold=args.threshold,
-                         temperature=args.router_temperature)
+                         temperature=args.router_temperature,
+                         candidate_tokens=args.candidate_tokens)
     examples = load_labelled([Path(f) for f in files], cfg)
     assistant = Assistant(run, cfg)
     methods = [args.router] if args.router else list(ROUTER_METHODS)
@@ -183,6 +185,9 @@ def _router_args(p: argparse.ArgumentParser, every: bool = False) -> None:
                    help="minimum routing weight of an expert (default: the run's)")
     p.add_argument("--router-temperature", type=float, default=None,
                    help="softmax temperature of the routing scores (default: the run's)")
+    p.add_argument("--candidate-tokens", type=int, default=None,
+                   help="loss router: score N drafted answer tokens instead of the prompt "
+                        "(default: the run's router.candidate-tokens)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

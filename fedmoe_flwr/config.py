@@ -98,6 +98,7 @@ class TrainConfig:
     batch_size: int = 8
     max_seq_len: int = 192
     torch_threads: int = 1
+    prompt_loss_weight: float = 0.1
 
     def __post_init__(self) -> None:
         _check(self.sync_interval > 0, "train.sync-interval", self.sync_interval,
@@ -108,6 +109,8 @@ class TrainConfig:
         _check(self.max_seq_len >= 16, "train.max-seq-len", self.max_seq_len, ">= 16 tokens")
         _check(self.torch_threads >= 0, "train.torch-threads", self.torch_threads,
                ">= 0 (0 = torch default)")
+        _check(0 <= self.prompt_loss_weight <= 1, "train.prompt-loss-weight",
+               self.prompt_loss_weight, "in [0, 1] (0 = answer tokens only)")
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,7 @@ class RouterConfig:
     combine: str = "mix"
     centroid_examples: int = 256
     embedding_layer: int = 0
-    candidate_tokens: int = 16
+    candidate_tokens: int = 0
     keywords: str = ""
 
     def __post_init__(self) -> None:
@@ -293,6 +296,8 @@ def parse_run_config(raw: Mapping[str, Any]) -> AppConfig:
         batch_size=r.get("train.batch-size", int, d.train.batch_size),
         max_seq_len=r.get("train.max-seq-len", int, d.train.max_seq_len),
         torch_threads=r.get("train.torch-threads", int, d.train.torch_threads),
+        prompt_loss_weight=r.get("train.prompt-loss-weight", float,
+                                 d.train.prompt_loss_weight),
     )
     data = DataConfig(
         on_error=r.get("data.on-error", str, d.data.on_error),

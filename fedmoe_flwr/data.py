@@ -137,11 +137,12 @@ def prompt_text(tokenizer: Any, prompt: str) -> str:
 
 
 def encode_example(tokenizer: Any, prompt: str, answer: str, max_len: int) -> dict[str, list[int]]:
-    """Token ids and labels with the prompt masked out.
+    """Token ids, labels with the prompt masked out, and the prompt's length.
 
-    Only ``reference_code`` tokens carry loss, so an expert learns to answer
-    rather than to echo prompts.  Truncation cuts the answer's tail: the prompt
-    is what conditions it.
+    ``labels`` carry only ``reference_code`` tokens: held-out loss measures
+    answering, not echoing prompts.  ``prompt_len`` lets training give prompt
+    tokens a small weight of their own (``train.prompt-loss-weight``).
+    Truncation cuts the answer's tail: the prompt is what conditions it.
     """
     p_ids = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
@@ -149,7 +150,7 @@ def encode_example(tokenizer: Any, prompt: str, answer: str, max_len: int) -> di
     p_ids = p_ids[: max_len // 2]  # keep room for at least half an answer
     ids = (p_ids + a_ids)[:max_len]
     labels = ([IGNORE_INDEX] * len(p_ids) + a_ids)[:max_len]
-    return {"input_ids": ids, "labels": labels}
+    return {"input_ids": ids, "labels": labels, "prompt_len": len(p_ids)}
 
 
 def tokenize(dataset: Dataset, tokenizer: Any, max_len: int) -> Dataset:

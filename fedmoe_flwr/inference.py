@@ -74,35 +74,56 @@ class Assistant:
     def prompt_losses(self, prompt: str) -> dict[str, float]:
         """Per-expert loss that the ``loss`` router minimises.
 
-        Experts are trained with the prompt masked, so they never learn to
-        predict prompts; with ``router.candidate-tokens > 0`` the gateway
-        drafts a short answer and each expert is scored on that answer
-        instead (answer tokens only), which is what experts did learn.
+        By default each expert scores the prompt's own tokens: experts trained
+        with ``train.prompt-loss-weight > 0`` model their domain's prompts, so
+        the lowest loss names the domain (p(domain | x) ~ p(x | domain)).  Only
+        the user's words count: the chat template's tokens are the same in
+        every domain, and an expert that trained more steps predicts them
+        better, which would bias every decision towards it.  With
+        ``router.candidate-tokens = N`` each expert instead drafts N answer
+        tokens and scores its own draft (its confidence), for runs whose
+        experts never saw a prompt loss.
         """
-        ids = self._encode(prompt)
-        labels = ids
-        n = self.cfg.router.candidate_tokens
-        if n:
-            self._use(Route([], {}, {}, "loss"))  # the gateway drafts the candidate
-            draft = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                        max_new_tokens=n, do_sample=False, top_p=None,
-                                        top_k=None, temperature=None,
-                                        pad_token_id=self.loaded.tokenizer.pad_token_id)
-            labels = draft.clone()
-            labels[:, : ids.shape[1]] = -100  # score the candidate answer only
-            ids = draft
-        out = {}
+        ids, content = self._encode_prompt(prompt)
         self.model.eval()
+        out = {}
+        n = self.cfg.router.candidate_tokens
         for name in self.experts:
             self.model.set_adapter(f"x:{name}")
-            out[name] = float(self.model(input_ids=ids, labels=labels).loss)
+            if n:
+                draft = self.model.generate(
+                    input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
+                    do_sample=False, top_p=None, top_k=None, temperature=None,
+                    pad_token_id=self.loaded.tokenizer.pad_token_id)
+                labels = draft.clone()
+                labels[:, : ids.shape[1]] = -100  # the drafted answer only
+                out[name] = float(self.model(input_ids=draft, labels=labels).loss)
+                continue
+            logits = self.model(input_ids=ids).logits[0, :-1].float()  # predicts ids[1:]
+            nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")
+            out[name] = float(nll[content[1:]].mean())
         return out
 
     def _encode(self, prompt: str) -> torch.Tensor:
+        return self._encode_prompt(prompt)[0]
+
+    def _encode_prompt(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Templated prompt ids ``(1, T)`` and a ``(T,)`` mask of the user's own tokens."""
         tok = self.loaded.tokenizer
-        ids = tok(prompt_text(tok, prompt), add_special_tokens=False,
-                  return_tensors="pt")["input_ids"]
-        return ids[:, -self.cfg.train.max_seq_len:].to(self.loaded.device)
+        text = prompt_text(tok, prompt)
+        enc = tok(text, add_special_tokens=False, return_tensors="pt",
+                  return_offsets_mapping=bool(getattr(tok, "is_fast", False)))
+        ids = enc["input_ids"]
+        lo = text.rfind(prompt) if prompt else -1  # the template wraps the prompt's last copy
+        if "offset_mapping" in enc and lo >= 0:
+            starts = enc["offset_mapping"][0, :, 0]
+            content = (starts >= lo) & (starts < lo + len(prompt))
+        else:  # slow tokenizer (no offsets) or a template that rewrote it: every token
+            content = torch.ones(ids.shape[1], dtype=torch.bool)
+        if not content[1:].any():  # a prompt of one token: fall back to all of them
+            content = torch.ones(ids.shape[1], dtype=torch.bool)
+        keep = self.cfg.train.max_seq_len
+        return ids[:, -keep:].to(self.loaded.device), content[-keep:].to(self.loaded.device)
 
     def _use(self, route: Route) -> str:
         """Activate the adapter for a route: one expert, their cat mix, or the gateway."""

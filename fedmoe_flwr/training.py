@@ -29,7 +29,7 @@ class TrainResult:
     seconds: float
 
 
-def collate(rows: list[dict[str, list[int]]], pad_id: int,
+def collate(rows: list[dict[str, Any]], pad_id: int,
             device: torch.device) -> dict[str, torch.Tensor]:
     """Right-pad a batch; padded positions get label -100 and attention 0."""
     width = max(len(r["input_ids"]) for r in rows)
@@ -45,10 +45,39 @@ def collate(rows: list[dict[str, list[int]]], pad_id: int,
             "attention_mask": mask.to(device)}
 
 
+def token_weights(rows: list[dict[str, Any]], width: int, prompt_weight: float) -> torch.Tensor:
+    """Per-position loss weight of the *predicted* token: answer 1, prompt ``prompt_weight``.
+
+    Shape ``(B, width)``; padding, and the first token (nothing predicts it), get 0.
+    """
+    weights = torch.zeros((len(rows), width), dtype=torch.float32)
+    for i, r in enumerate(rows):
+        labels = torch.tensor(r["labels"])
+        weights[i, : len(labels)] = (labels != IGNORE_INDEX).float()
+        weights[i, 1 : int(r.get("prompt_len", 0))] = prompt_weight
+    return weights
+
+
+def weighted_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor,
+                     weights: torch.Tensor) -> torch.Tensor:
+    """Weighted mean next-token loss: ``sum(w * nll) / sum(w)`` over predicted tokens.
+
+    With prompt weight 0 this is exactly the usual answer-only SFT loss; a small
+    prompt weight also teaches each expert its domain's prompts, which is what
+    lets the ``loss`` router compare experts on a new prompt (p(domain | x) is
+    proportional to p(x | domain) when each expert models its domain's text).
+    """
+    nll = torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.size(-1)), input_ids[:, 1:].reshape(-1),
+        reduction="none").view(input_ids.size(0), -1)  # (B, T-1)
+    w = weights[:, 1:].to(nll.device)
+    return (nll * w).sum() / w.sum().clamp(min=1e-8)
+
+
 def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: int,
                      device: torch.device, batch_size: int, learning_rate: float,
                      time_budget: float, max_steps: int = 0, seed: int = 0,
-                     speed_factor: float = 1.0) -> TrainResult:
+                     speed_factor: float = 1.0, prompt_weight: float = 0.0) -> TrainResult:
     """Train the model's active adapter on tokenised rows until the budget ends.
 
     Parameters
@@ -66,6 +95,9 @@ def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: in
     speed_factor : float
         Simulated heterogeneity: each step is stretched to ``speed_factor``
         times its real duration by sleeping, like a slower GPU would be.
+    prompt_weight : float
+        Loss weight of prompt tokens relative to answer tokens (see
+        ``weighted_lm_loss``); 0 trains on answers only.
     """
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -83,7 +115,9 @@ def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: in
         batch_rows = [rows[order.pop()] for _ in range(min(batch_size, len(order)))]
         step_start = time.perf_counter()
         batch = collate(batch_rows, pad_id, device)
-        loss = model(**batch).loss
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = weighted_lm_loss(logits, batch["input_ids"],
+                                token_weights(batch_rows, logits.size(1), prompt_weight))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()

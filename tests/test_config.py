@@ -40,6 +40,8 @@ def test_pyproject_config_parses_and_matches_defaults():
         ("strategy.alpha", 1.5, r"'strategy.alpha' must be in \(0, 1\], got 1.5"),
         ("strategy.alpha", 0.0, "strategy.alpha"),
         ("train.learning-rate", -0.1, "train.learning-rate"),
+        ("train.prompt-loss-weight", 1.5, r"train.prompt-loss-weight.*in \[0, 1\]"),
+        ("router.candidate-tokens", -1, "router.candidate-tokens"),
         ("model.quantization", 3, "model.quantization"),
         ("strategy.staleness", "linear", "strategy.staleness"),
         ("gateway.method", "median", "gateway.method"),

@@ -72,6 +72,7 @@ def test_prompt_tokens_are_masked():
     out = encode_example(_Tok(), "aa bbb", "c dd", max_len=64)
     assert out["input_ids"] == [2, 3, 1, 2, 99]
     assert out["labels"] == [-100, -100, 1, 2, 99]
+    assert out["prompt_len"] == 2
 
 
 def test_committed_data_matches_generator():
