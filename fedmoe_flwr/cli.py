@@ -190,9 +190,25 @@ def _router_args(p: argparse.ArgumentParser, every: bool = False) -> None:
                         "(default: the run's router.candidate-tokens)")
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse a command line, allowing options between RUN_DIR and the prompts or files.
+
+    ``fedmoe route-eval RUN --router loss a.jsonl`` is how people type it, but
+    argparse stops filling a ``nargs="+"`` positional at the first option and
+    rejects what follows; those leftover positionals belong to ``items``.
+    """
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "items", None) is None or any(e.startswith("-") for e in extra):
+            parser.error("unrecognized arguments: " + " ".join(extra))
+        args.items.extend(extra)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fedmoe`` console script."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     console = Console(width=120)
     try:
         if args.command == "experts":

@@ -136,6 +136,29 @@ def prompt_text(tokenizer: Any, prompt: str) -> str:
     return f"{prompt}\n"
 
 
+def encode_prompt(tokenizer: Any, prompt: str, max_len: int) -> tuple[list[int], list[bool]]:
+    """Templated prompt ids and which of them are the user's own words.
+
+    The loss router scores only the user's tokens: the chat template's tokens
+    are the same in every domain, and an expert that trained more steps
+    predicts them better, which would bias every routing decision towards it.
+    A slow tokenizer (no offsets) or a template that rewrote the prompt marks
+    every token.  Long prompts keep their last ``max_len`` tokens.
+    """
+    text = prompt_text(tokenizer, prompt)
+    fast = bool(getattr(tokenizer, "is_fast", False))
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=fast)
+    ids = list(enc["input_ids"])
+    lo = text.rfind(prompt) if prompt else -1  # the template wraps the prompt's last copy
+    if fast and lo >= 0:
+        content = [lo <= start < lo + len(prompt) for start, _ in enc["offset_mapping"]]
+    else:
+        content = [True] * len(ids)
+    if not any(content[1:]):  # one token of prompt has no prediction to score: use them all
+        content = [True] * len(ids)
+    return ids[-max_len:], content[-max_len:]
+
+
 def encode_example(tokenizer: Any, prompt: str, answer: str, max_len: int) -> dict[str, list[int]]:
     """Token ids, labels with the prompt masked out, and the prompt's length.
 

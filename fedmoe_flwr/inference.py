@@ -19,7 +19,7 @@ import torch
 from .codec import set_adapter_weights
 from .config import AppConfig, RouterConfig, parse_run_config
 from .contract import GATEWAY
-from .data import prompt_text
+from .data import encode_prompt
 from .embedding import prompt_embeddings
 from .gateway import build_gateway
 from .model import ensure_adapter, load_base
@@ -77,9 +77,7 @@ class Assistant:
         By default each expert scores the prompt's own tokens: experts trained
         with ``train.prompt-loss-weight > 0`` model their domain's prompts, so
         the lowest loss names the domain (p(domain | x) ~ p(x | domain)).  Only
-        the user's words count: the chat template's tokens are the same in
-        every domain, and an expert that trained more steps predicts them
-        better, which would bias every decision towards it.  With
+        the user's words count (see :func:`~fedmoe_flwr.data.encode_prompt`).  With
         ``router.candidate-tokens = N`` each expert instead drafts N answer
         tokens and scores its own draft (its confidence), for runs whose
         experts never saw a prompt loss.
@@ -109,21 +107,9 @@ class Assistant:
 
     def _encode_prompt(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Templated prompt ids ``(1, T)`` and a ``(T,)`` mask of the user's own tokens."""
-        tok = self.loaded.tokenizer
-        text = prompt_text(tok, prompt)
-        enc = tok(text, add_special_tokens=False, return_tensors="pt",
-                  return_offsets_mapping=bool(getattr(tok, "is_fast", False)))
-        ids = enc["input_ids"]
-        lo = text.rfind(prompt) if prompt else -1  # the template wraps the prompt's last copy
-        if "offset_mapping" in enc and lo >= 0:
-            starts = enc["offset_mapping"][0, :, 0]
-            content = (starts >= lo) & (starts < lo + len(prompt))
-        else:  # slow tokenizer (no offsets) or a template that rewrote it: every token
-            content = torch.ones(ids.shape[1], dtype=torch.bool)
-        if not content[1:].any():  # a prompt of one token: fall back to all of them
-            content = torch.ones(ids.shape[1], dtype=torch.bool)
-        keep = self.cfg.train.max_seq_len
-        return ids[:, -keep:].to(self.loaded.device), content[-keep:].to(self.loaded.device)
+        ids, content = encode_prompt(self.loaded.tokenizer, prompt, self.cfg.train.max_seq_len)
+        dev = self.loaded.device
+        return torch.tensor([ids], device=dev), torch.tensor(content, device=dev)
 
     def _use(self, route: Route) -> str:
         """Activate the adapter for a route: one expert, their cat mix, or the gateway."""

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from fedmoe_flwr.cli import main
+from fedmoe_flwr.cli import main, parse_args
 from fedmoe_flwr.export import load_npz
 from fedmoe_flwr.rundir import RunView
 from tests.test_strategy_fedasync import make_node, run
@@ -86,3 +86,21 @@ def test_npz_round_trip(run_dir, tmp_path):
         np.testing.assert_array_equal(weights[k], want[k])
     assert meta["version"] == info.version and meta["adapter"] == "gateway"
     assert (meta["lora_r"], meta["lora_alpha"]) == (info.config["r"], info.config["lora_alpha"])
+
+
+@pytest.mark.parametrize("argv", [
+    ["route-eval", "RUN", "--router", "loss", "a.jsonl", "b.jsonl"],
+    ["route-eval", "RUN", "a.jsonl", "--router", "loss", "b.jsonl"],
+    ["route-eval", "--router", "loss", "RUN", "a.jsonl", "b.jsonl"],
+])
+def test_options_may_sit_between_positionals(argv):
+    args = parse_args(argv)
+    assert args.items == ["RUN", "a.jsonl", "b.jsonl"] and args.router == "loss"
+
+
+def test_unknown_options_are_still_rejected(capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["route-eval", "RUN", "a.jsonl", "--no-such-flag"])
+    assert exc.value.code == 2 and "--no-such-flag" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["experts", "RUN", "extra"])

@@ -4,7 +4,15 @@ import json
 
 import pytest
 
-from fedmoe_flwr.data import DataError, encode_example, is_eval_example, load_local_data, read_jsonl
+from fedmoe_flwr.data import (
+    DataError,
+    encode_example,
+    encode_prompt,
+    is_eval_example,
+    load_local_data,
+    prompt_text,
+    read_jsonl,
+)
 
 GOOD = json.dumps({"prompt": "p", "reference_code": "c"})
 
@@ -64,7 +72,7 @@ class _Tok:
     eos_token_id = 99
     chat_template = None
 
-    def __call__(self, text, add_special_tokens=False):
+    def __call__(self, text, add_special_tokens=False, return_offsets_mapping=False):
         return {"input_ids": [len(w) for w in text.split()]}
 
 
@@ -73,6 +81,29 @@ def test_prompt_tokens_are_masked():
     assert out["input_ids"] == [2, 3, 1, 2, 99]
     assert out["labels"] == [-100, -100, 1, 2, 99]
     assert out["prompt_len"] == 2
+
+
+@pytest.mark.slow
+def test_router_mask_is_exactly_the_users_words():
+    """The loss router must not score the chat template (same in every domain)."""
+    from transformers import AutoTokenizer
+
+    from fedmoe_flwr.tiny_model import ensure_tiny_model
+
+    tok = AutoTokenizer.from_pretrained(str(ensure_tiny_model()))
+    prompt = "Write a SQL query that counts orders per customer"
+    ids, mask = encode_prompt(tok, prompt, max_len=192)
+    assert len(ids) == len(mask) and not all(mask)  # the template is there, and unmarked
+    assert tok.decode([i for i, m in zip(ids, mask, strict=True) if m]).strip() == prompt
+    assert ids == tok(prompt_text(tok, prompt),
+                      add_special_tokens=False)["input_ids"]
+    tail_ids, tail_mask = encode_prompt(tok, prompt, max_len=4)  # long prompts keep their end
+    assert tail_ids == ids[-4:] and tail_mask == mask[-4:]
+
+
+def test_slow_tokenizer_marks_every_token():
+    ids, mask = encode_prompt(_Tok(), "aa bbb", max_len=64)
+    assert ids == [2, 3] and mask == [True, True]
 
 
 def test_committed_data_matches_generator():
