@@ -45,6 +45,17 @@ def run_app_config(run: RunView, **router_overrides: Any) -> AppConfig:
     return replace(cfg, router=replace(cfg.router, **changes)) if changes else cfg
 
 
+@torch.no_grad()
+def prompt_token_loss(model: torch.nn.Module, ids: torch.Tensor, content: torch.Tensor) -> float:
+    """Mean next-token loss of the active adapter on the marked tokens of ``ids`` ``(1, T)``.
+
+    The first token has no prediction, so ``content[0]`` never counts.
+    """
+    logits = model(input_ids=ids).logits[0, :-1].float()  # position t predicts ids[t + 1]
+    nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")
+    return float(nll[content[1:]].mean())
+
+
 class Assistant:
     """The base model with every expert of a run attached, and a router."""
 
@@ -97,9 +108,7 @@ class Assistant:
                 labels[:, : ids.shape[1]] = -100  # the drafted answer only
                 out[name] = float(self.model(input_ids=draft, labels=labels).loss)
                 continue
-            logits = self.model(input_ids=ids).logits[0, :-1].float()  # predicts ids[1:]
-            nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")
-            out[name] = float(nll[content[1:]].mean())
+            out[name] = prompt_token_loss(self.model, ids, content)
         return out
 
     def _encode(self, prompt: str) -> torch.Tensor:

