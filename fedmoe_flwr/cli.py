@@ -81,9 +81,9 @@ def _split_run_dir(items: list[str], what: str) -> tuple[str | None, list[str]]:
 
 
 def _router_overrides(args: argparse.Namespace) -> dict:
+    """RouterConfig fields set by the flags of :func:`_router_args` (None = the run's)."""
     return {"method": args.router, "top_k": args.top_k, "threshold": args.threshold,
-            "temperature": args.router_temperature, "combine": args.combine,
-            "candidate_tokens": args.candidate_tokens}
+            "temperature": args.router_temperature, "candidate_tokens": args.candidate_tokens}
 
 
 def cmd_ask(args: argparse.Namespace, console: Console) -> None:
@@ -94,7 +94,8 @@ def cmd_ask(args: argparse.Namespace, console: Console) -> None:
     if len(rest) != 1:
         raise RunDirError("give one PROMPT (quote it)")
     run = RunView(run_dir)
-    assistant = Assistant(run, run_app_config(run, **_router_overrides(args)))
+    cfg = run_app_config(run, combine=args.combine, **_router_overrides(args))
+    assistant = Assistant(run, cfg)
     answer = assistant.ask(rest[0], max_new_tokens=args.max_new_tokens,
                            temperature=args.temperature, seed=args.seed)
     r = answer.route
@@ -114,9 +115,7 @@ def cmd_route_eval(args: argparse.Namespace, console: Console) -> None:
 
     run_dir, files = _split_run_dir(args.items, "FILE.jsonl")
     run = RunView(run_dir)
-    cfg = run_app_config(run, top_k=args.top_k, threshold=args.threshold,
-                         temperature=args.router_temperature,
-                         candidate_tokens=args.candidate_tokens)
+    cfg = run_app_config(run, **_router_overrides(args))
     examples = load_labelled([Path(f) for f in files], cfg)
     assistant = Assistant(run, cfg)
     methods = [args.router] if args.router else list(ROUTER_METHODS)

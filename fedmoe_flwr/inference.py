@@ -99,16 +99,16 @@ class Assistant:
         n = self.cfg.router.candidate_tokens
         for name in self.experts:
             self.model.set_adapter(f"x:{name}")
-            if n:
-                draft = self.model.generate(
-                    input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
-                    do_sample=False, top_p=None, top_k=None, temperature=None,
-                    pad_token_id=self.loaded.tokenizer.pad_token_id)
-                labels = draft.clone()
-                labels[:, : ids.shape[1]] = -100  # the drafted answer only
-                out[name] = float(self.model(input_ids=draft, labels=labels).loss)
+            if not n:
+                out[name] = prompt_token_loss(self.model, ids, content)
                 continue
-            out[name] = prompt_token_loss(self.model, ids, content)
+            draft = self.model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
+                do_sample=False, top_p=None, top_k=None, temperature=None,
+                pad_token_id=self.loaded.tokenizer.pad_token_id)
+            answer = torch.zeros_like(draft[0], dtype=torch.bool)
+            answer[ids.shape[1]:] = True  # the drafted answer only
+            out[name] = prompt_token_loss(self.model, draft, answer)
         return out
 
     def _encode(self, prompt: str) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,16 +46,16 @@ def collate(rows: list[dict[str, Any]], pad_id: int,
             "attention_mask": mask.to(device)}
 
 
-def token_weights(rows: list[dict[str, Any]], width: int, prompt_weight: float) -> torch.Tensor:
+def token_weights(labels: torch.Tensor, prompt_lens: Sequence[int],
+                  prompt_weight: float) -> torch.Tensor:
     """Per-position loss weight of the *predicted* token: answer 1, prompt ``prompt_weight``.
 
-    Shape ``(B, width)``; padding, and the first token (nothing predicts it), get 0.
+    ``labels`` is the padded ``(B, T)`` batch from :func:`collate`, so padding
+    already reads as ignored; the first token (nothing predicts it) gets 0.
     """
-    weights = torch.zeros((len(rows), width), dtype=torch.float32)
-    for i, r in enumerate(rows):
-        labels = torch.tensor(r["labels"])
-        weights[i, : len(labels)] = (labels != IGNORE_INDEX).float()
-        weights[i, 1 : int(r.get("prompt_len", 0))] = prompt_weight
+    weights = (labels != IGNORE_INDEX).float()
+    for i, n in enumerate(prompt_lens):
+        weights[i, 1:n] = prompt_weight
     return weights
 
 
@@ -70,7 +71,7 @@ def weighted_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor,
     nll = torch.nn.functional.cross_entropy(
         logits[:, :-1].float().reshape(-1, logits.size(-1)), input_ids[:, 1:].reshape(-1),
         reduction="none").view(input_ids.size(0), -1)  # (B, T-1)
-    w = weights[:, 1:].to(nll.device)
+    w = weights[:, 1:]
     return (nll * w).sum() / w.sum().clamp(min=1e-8)
 
 
@@ -116,8 +117,9 @@ def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: in
         step_start = time.perf_counter()
         batch = collate(batch_rows, pad_id, device)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        prompt_lens = [int(r.get("prompt_len", 0)) for r in batch_rows]  # 0: older caches
         loss = weighted_lm_loss(logits, batch["input_ids"],
-                                token_weights(batch_rows, logits.size(1), prompt_weight))
+                                token_weights(batch["labels"], prompt_lens, prompt_weight))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
