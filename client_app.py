@@ -14,18 +14,15 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from fedmoe_flwr import contract as C
-from fedmoe_flwr.codec import (
-    from_array_record,
-    get_adapter_weights,
-    set_adapter_weights,
-    to_array_record,
-)
 from fedmoe_flwr.config import AppConfig, ConfigError, parse_run_config
-from fedmoe_flwr.embedding import domain_centroid
 from fedmoe_flwr.logs import setup_logging
-from fedmoe_flwr.model import LoadedModel, ensure_adapter, load_base, lora_signature
-from fedmoe_flwr.node import NodeSettings, node_data, node_settings
-from fedmoe_flwr.training import evaluate_loss, train_for_budget
+from fedmoe_flwr.lora import lora_signature
+from fedmoe_flwr.node.adapters import get_adapter_weights, set_adapter_weights
+from fedmoe_flwr.node.embedding import domain_centroid
+from fedmoe_flwr.node.model import LoadedModel, ensure_adapter, load_base
+from fedmoe_flwr.node.settings import NodeSettings, node_data, node_settings
+from fedmoe_flwr.node.training import evaluate_loss, train_for_budget
+from fedmoe_flwr.weights import from_array_record, to_array_record
 
 app = ClientApp()
 EVAL_SLOT = "_eval"  # adapter name used to score adapters sent for evaluation

@@ -1,7 +1,7 @@
-"""Flower ServerApp: parse config -> build strategy -> run it.
+"""Flower ServerApp: parse config -> build strategy -> run the federation loop.
 
-Everything else (the asynchronous loop, merging, checkpoints) lives in
-``strategies/`` and ``fedmoe_flwr/``.
+Everything else (the loop, reply intake, merging, checkpoints) lives in
+``fedmoe_flwr/server/`` and ``strategies/``; this process never imports torch.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import time
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from fedmoe_flwr.artifacts import RunDirectory
 from fedmoe_flwr.config import parse_run_config
 from fedmoe_flwr.logs import setup_logging
-from fedmoe_flwr.resume import load_resume_state
+from fedmoe_flwr.server.artifacts import RunDirectory
+from fedmoe_flwr.server.loop import FederationLoop
+from fedmoe_flwr.server.resume import load_resume_state
 from strategies import strategy_class
 
 app = ServerApp()
@@ -34,9 +35,9 @@ def main(grid: Grid, context: Context) -> None:
     run_dir = RunDirectory(cfg.run.output_dir, run_name, cfg.model, cfg.run.keep_versions)
     log.info("run directory: %s", run_dir.root)
     run_dir.write_json("run_config.json", dict(context.run_config))  # what this run was
-    strategy = strategy_cls(cfg=cfg, run_dir=run_dir, resume=resume)
+    strategy = strategy_cls(cfg.strategy, log_event=run_dir.log_event)
     try:
-        strategy.run(grid)
+        FederationLoop(cfg=cfg, run_dir=run_dir, strategy=strategy, resume=resume).run(grid)
     finally:
         run_dir.close()
     log.info("results: %s (experts/, gateway/, summary.json, metrics.jsonl)", run_dir.root)

@@ -35,10 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fedmoe_flwr.artifacts import load_adapter_weights  # noqa: E402
 from fedmoe_flwr.config import parse_run_config  # noqa: E402
 from fedmoe_flwr.logs import setup_logging  # noqa: E402
-from fedmoe_flwr.scoring import DomainScorer  # noqa: E402
+from fedmoe_flwr.server.artifacts import load_adapter_weights  # noqa: E402
+from fedmoe_flwr.tools.scoring import DomainScorer  # noqa: E402
 
 SPECIALTIES = ("python_expert", "sql_expert", "docs_expert")
 

@@ -1,258 +1,291 @@
-"""Typed run configuration, parsed once from Flower's flat run config.
+"""Typed run configuration, declared once and parsed from Flower's flat run config.
 
-Flower hands both apps a flat ``{"train.learning-rate": 0.002, ...}`` mapping.
-It is parsed here into frozen dataclasses and validated before any training
-starts, so a typo or a nonsense value stops the run with a message that names
-the key, the bad value and what would be valid, instead of failing an hour in.
-Downstream code never reads ``context.run_config`` itself.
+Flower hands both apps a flat ``{"train.learning-rate": 0.003, ...}`` mapping.
+Each key is declared exactly once, as a dataclass field whose metadata holds its
+run-config key, help text, range or valid choices (:func:`setting`); the parser
+and the validator are loops over those fields.  A typo or a nonsense value
+stops the run before any training, with a message that names the key, the bad
+value and what would be valid.  ``pyproject.toml`` repeats every key with its
+default for ``flwr run``; a test keeps the two equal.  Downstream code never
+reads ``context.run_config`` itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import functools
+import math
+import re
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .merge.gateway import GATEWAY_METHODS, GATEWAY_WEIGHTINGS
+from .merge.staleness import STALENESS_FUNCTIONS
+
 QWEN_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-STALENESS_FUNCTIONS = ("constant", "polynomial", "hinge", "exponential")
-GATEWAY_METHODS = ("cat", "svd", "ties", "dare-ties", "weighted-average", "sum")
-GATEWAY_WEIGHTINGS = ("examples", "equal")
 ON_ERROR = ("fail", "skip")
 SYNC_SCOPES = ("global", "specialty")
 ROUTER_METHODS = ("centroid", "loss", "keywords")
 ROUTER_COMBINE = ("mix", "stitch")
 QUANTIZATION_BITS = (0, 4, 8)
 
+# Names that become directory names (run.name, specialties): no path parts, no hidden files.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+RESERVED_NAMES = ("latest", "gateway")
+DAY = 86_400.0
+
 
 class ConfigError(ValueError):
     """A run-config value is missing, of the wrong type, or out of range."""
 
 
-def split_list(value: str) -> tuple[str, ...]:
-    """Split a comma-separated run-config string (run config holds scalars only)."""
-    return tuple(part.strip() for part in str(value).split(",") if part.strip())
+def check_name(value: str, what: str) -> str:
+    """Refuse a name that could escape its directory or collide with a reserved one."""
+    if not SAFE_NAME.fullmatch(value) or ".." in value or value in RESERVED_NAMES:
+        raise ConfigError(f"{what} must be 1-64 letters, digits, '_', '-' or '.' (not starting "
+                          f"with '.' or '-', no '..', not {' or '.join(RESERVED_NAMES)}), "
+                          f"got {value!r}")
+    return value
 
 
-class _Reader:
-    """Typed access to the flat run config that names the key in every error."""
+def setting(default: Any, key: str, help: str, *, ge: float | None = None,
+            gt: float | None = None, le: float | None = None, lt: float | None = None,
+            choices: tuple[Any, ...] | None = None, name: bool = False) -> Any:
+    """Declare one run-config key: its default, help text and what values are valid.
 
-    def __init__(self, raw: Mapping[str, Any]) -> None:
-        self.raw = raw
-        self.used: set[str] = set()
-
-    def get(self, key: str, kind: type, default: Any) -> Any:
-        self.used.add(key)
-        value = self.raw.get(key, default)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if kind is int and isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise ConfigError(
-                f"run config key '{key}' must be {kind.__name__}, got {value!r} "
-                f"({type(value).__name__})"
-            )
-        return value
+    Numeric keys carry a closed or open bound on both sides, so no value is
+    unbounded (``inf`` and absurd sizes are refused where they are parsed).
+    ``name=True`` restricts strings (or each list item) to :data:`SAFE_NAME`.
+    """
+    meta = {"key": key, "help": help, "ge": ge, "gt": gt, "le": le, "lt": lt,
+            "choices": choices, "name": name}
+    if isinstance(default, tuple):
+        return field(default_factory=lambda: default, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
-def _check(ok: bool, key: str, value: Any, valid: str) -> None:
-    if not ok:
-        raise ConfigError(f"run config key '{key}' must be {valid}, got {value!r}")
+def _range_text(m: Mapping[str, Any]) -> str:
+    lo = f"[{m['ge']}" if m["ge"] is not None else f"({m['gt']}"
+    hi = f"{m['le']}]" if m["le"] is not None else f"{m['lt']})"
+    return f"in {lo}, {hi}"
+
+
+def _check_value(m: Mapping[str, Any], value: Any) -> None:
+    """Apply one field's declared range / choices / name rule to a parsed value."""
+    items = value if isinstance(value, tuple) else (value,)
+    for item in items:
+        if m["choices"] is not None and item not in m["choices"]:
+            raise ConfigError(f"run config key '{m['key']}' must be one of {m['choices']}, "
+                              f"got {value!r}")
+        if m["name"]:
+            check_name(item, f"run config key '{m['key']}'")
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            lo_ok = (m["ge"] is None or item >= m["ge"]) and (m["gt"] is None or item > m["gt"])
+            hi_ok = (m["le"] is None or item <= m["le"]) and (m["lt"] is None or item < m["lt"])
+            if not (math.isfinite(item) and lo_ok and hi_ok):
+                raise ConfigError(f"run config key '{m['key']}' must be {_range_text(m)}, "
+                                  f"got {value!r}")
+
+
+class Section:
+    """Base of the config sections: validates every declared field on creation."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # type: ignore[arg-type]
+            _check_value(f.metadata, getattr(self, f.name))
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Section):
     """Which base model to load and how to adapt it.
 
     ``name`` is a Hugging Face id, a local path, or ``qwen2-tiny`` (the embedded
     model that is built locally, so everything runs offline on a CPU).
     """
 
-    name: str = "qwen2-tiny"
-    quantization: int = 4
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    target_modules: tuple[str, ...] = QWEN_LINEAR_MODULES
-    gradient_checkpointing: bool = False
+    name: str = setting("qwen2-tiny", "model.name", "HF id or local path of a Qwen causal LM; "
+                        "qwen2-tiny is built locally, offline")
+    quantization: int = setting(4, "model.quantization", "4 = nf4 (QLoRA), 8 = int8, 0 = none",
+                                choices=QUANTIZATION_BITS)
+    lora_r: int = setting(8, "model.lora-r", "LoRA rank", ge=1, le=1024)
+    lora_alpha: int = setting(16, "model.lora-alpha", "LoRA scaling numerator "
+                              "(scale = alpha / r)", ge=1, le=65536)
+    lora_dropout: float = setting(0.0, "model.lora-dropout", "dropout on the LoRA path",
+                                  ge=0.0, lt=1.0)
+    target_modules: tuple[str, ...] = setting(QWEN_LINEAR_MODULES, "model.target-modules",
+                                              "all linear projections of Qwen")
+    gradient_checkpointing: bool = setting(False, "model.gradient-checkpointing",
+                                           "trade compute for memory on large models (GPU)")
 
     def __post_init__(self) -> None:
-        _check(bool(self.name), "model.name", self.name, "a model id or path")
-        _check(self.quantization in QUANTIZATION_BITS, "model.quantization", self.quantization,
-               "one of 0 (none), 4 (nf4) or 8")
-        _check(self.lora_r > 0, "model.lora-r", self.lora_r, "a positive integer")
-        _check(self.lora_alpha > 0, "model.lora-alpha", self.lora_alpha, "a positive integer")
-        _check(0.0 <= self.lora_dropout < 1.0, "model.lora-dropout", self.lora_dropout,
-               "in [0, 1)")
-        _check(len(self.target_modules) > 0, "model.target-modules", self.target_modules,
-               "a non-empty comma-separated list of module names")
+        super().__post_init__()
+        if not self.name.strip():
+            raise ConfigError("run config key 'model.name' must be a model id or path, got ''")
+        if not self.target_modules:
+            raise ConfigError("run config key 'model.target-modules' must be a non-empty "
+                              "comma-separated list of module names, got ''")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Section):
     """Local training settings sent with every train instruction."""
 
-    sync_interval: float = 10.0
-    max_steps: int = 0
-    learning_rate: float = 2e-3
-    batch_size: int = 8
-    max_seq_len: int = 192
-    torch_threads: int = 1
-    prompt_loss_weight: float = 0.1
-
-    def __post_init__(self) -> None:
-        _check(self.sync_interval > 0, "train.sync-interval", self.sync_interval,
-               "> 0 seconds")
-        _check(self.max_steps >= 0, "train.max-steps", self.max_steps, ">= 0 (0 = no cap)")
-        _check(0 < self.learning_rate < 1, "train.learning-rate", self.learning_rate, "in (0, 1)")
-        _check(self.batch_size > 0, "train.batch-size", self.batch_size, "a positive integer")
-        _check(self.max_seq_len >= 16, "train.max-seq-len", self.max_seq_len, ">= 16 tokens")
-        _check(self.torch_threads >= 0, "train.torch-threads", self.torch_threads,
-               ">= 0 (0 = torch default)")
-        _check(0 <= self.prompt_loss_weight <= 1, "train.prompt-loss-weight",
-               self.prompt_loss_weight, "in [0, 1] (0 = answer tokens only)")
+    sync_interval: float = setting(10.0, "train.sync-interval", "seconds of local training per "
+                                   "update (the original FedMoE upload period)", gt=0, le=DAY)
+    max_steps: int = setting(0, "train.max-steps", "step cap per update (0 = only the time "
+                             "budget)", ge=0, le=10**7)
+    learning_rate: float = setting(0.003, "train.learning-rate", "AdamW learning rate of the "
+                                   "LoRA weights", gt=0, lt=1)
+    batch_size: int = setting(8, "train.batch-size", "examples per optimizer step", ge=1, le=4096)
+    max_seq_len: int = setting(192, "train.max-seq-len", "tokens per example (prompt + answer), "
+                               "answer tail truncated", ge=16, le=131_072)
+    prompt_loss_weight: float = setting(0.1, "train.prompt-loss-weight", "weight of prompt "
+                                        "tokens in the training loss (answer tokens: 1)",
+                                        ge=0, le=1)
+    torch_threads: int = setting(1, "train.torch-threads", "torch threads per node "
+                                 "(0 = torch default)", ge=0, le=1024)
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Section):
     """How nodes read and split their JSONL files."""
 
-    on_error: str = "fail"
-    eval_fraction: float = 0.1
-    max_eval_examples: int = 48
-
-    def __post_init__(self) -> None:
-        _check(self.on_error in ON_ERROR, "data.on-error", self.on_error, f"one of {ON_ERROR}")
-        _check(0 < self.eval_fraction < 1, "data.eval-fraction", self.eval_fraction, "in (0, 1)")
-        _check(self.max_eval_examples > 0, "data.max-eval-examples", self.max_eval_examples,
-               "a positive integer")
+    on_error: str = setting("fail", "data.on-error", "bad JSONL line: fail (error names "
+                            "file:line) or skip (log and count)", choices=ON_ERROR)
+    eval_fraction: float = setting(0.1, "data.eval-fraction", "held-out share, split by a hash "
+                                   "of the prompt", gt=0, lt=1)
+    max_eval_examples: int = setting(48, "data.max-eval-examples", "cap on eval examples per "
+                                     "domain (evaluation cost)", ge=1, le=10**6)
 
 
 @dataclass(frozen=True)
-class StrategyConfig:
+class StrategyConfig(Section):
     """Aggregation strategy and its parameters (see ``strategies/``)."""
 
-    name: str = "fedasync"
-    alpha: float = 0.6
-    staleness: str = "polynomial"
-    staleness_a: float = 0.5
-    staleness_b: int = 4
-    staleness_decay: float = 0.5
-    max_staleness: int = 20
-    buffer_size: int = 3
-    server_lr: float = 1.0
-    round_timeout: float = 0.0
-    sync_scope: str = "global"
-
-    def __post_init__(self) -> None:
-        _check(self.round_timeout >= 0, "strategy.round-timeout", self.round_timeout,
-               ">= 0 seconds (0 = wait for every node)")
-        _check(self.sync_scope in SYNC_SCOPES, "strategy.sync-scope", self.sync_scope,
-               f"one of {SYNC_SCOPES}")
-        _check(self.buffer_size >= 1, "strategy.buffer-size", self.buffer_size,
-               "a positive integer")
-        _check(self.server_lr > 0, "strategy.server-lr", self.server_lr, "> 0")
-        _check(0 < self.alpha <= 1, "strategy.alpha", self.alpha, "in (0, 1]")
-        _check(self.staleness in STALENESS_FUNCTIONS, "strategy.staleness", self.staleness,
-               f"one of {STALENESS_FUNCTIONS}")
-        _check(self.staleness_a >= 0, "strategy.staleness-a", self.staleness_a, ">= 0")
-        _check(self.staleness_b >= 0, "strategy.staleness-b", self.staleness_b, ">= 0")
-        _check(0 < self.staleness_decay <= 1, "strategy.staleness-decay", self.staleness_decay,
-               "in (0, 1]")
-        _check(self.max_staleness >= 0, "strategy.max-staleness", self.max_staleness, ">= 0")
+    name: str = setting("fedasync", "strategy.name", "aggregation strategy (checked by "
+                        "strategies/registry.py, which owns the names)")
+    alpha: float = setting(0.6, "strategy.alpha", "FedAsync server mixing rate", gt=0, le=1)
+    staleness: str = setting("polynomial", "strategy.staleness", "s(tau)",
+                             choices=STALENESS_FUNCTIONS)
+    staleness_a: float = setting(0.5, "strategy.staleness-a", "polynomial exponent / hinge "
+                                 "slope", ge=0, le=100)
+    staleness_b: int = setting(4, "strategy.staleness-b", "hinge: staleness tolerated at full "
+                               "weight", ge=0, le=10**6)
+    staleness_decay: float = setting(0.5, "strategy.staleness-decay", "exponential: "
+                                     "s(tau) = decay ** tau", gt=0, le=1)
+    max_staleness: int = setting(20, "strategy.max-staleness", "updates staler than this "
+                                 "(in versions) are dropped", ge=0, le=10**6)
+    max_update_norm: float = setting(10.0, "strategy.max-update-norm", "reject an update whose "
+                                     "change is over this many times the expert's L2 norm "
+                                     "(0 = no bound)", ge=0, le=1e6)
+    buffer_size: int = setting(3, "strategy.buffer-size", "fedbuff: deltas buffered per "
+                               "specialty before one server step (K)", ge=1, le=10**4)
+    server_lr: float = setting(1.0, "strategy.server-lr", "fedbuff: server learning rate "
+                               "eta_g", gt=0, le=100)
+    round_timeout: float = setting(0.0, "strategy.round-timeout", "fedavg: seconds a round "
+                                   "waits (0 = wait for all)", ge=0, le=DAY)
+    sync_scope: str = setting("global", "strategy.sync-scope", "fedavg: one barrier for all "
+                              "nodes or one per specialty", choices=SYNC_SCOPES)
 
 
 @dataclass(frozen=True)
-class GatewayConfig:
+class GatewayConfig(Section):
     """How the gateway adapter is built from the experts."""
 
-    method: str = "cat"
-    weighting: str = "examples"
-    rank: int = 0
-    density: float = 0.5
-
-    def __post_init__(self) -> None:
-        _check(self.rank >= 0, "gateway.rank", self.rank, ">= 0 (0 = the experts' LoRA rank)")
-        _check(0 < self.density <= 1, "gateway.density", self.density, "in (0, 1]")
-        _check(self.method in GATEWAY_METHODS, "gateway.method", self.method,
-               f"one of {GATEWAY_METHODS}")
-        _check(self.weighting in GATEWAY_WEIGHTINGS, "gateway.weighting", self.weighting,
-               f"one of {GATEWAY_WEIGHTINGS}")
+    method: str = setting("cat", "gateway.method", "gateway merge", choices=GATEWAY_METHODS)
+    weighting: str = setting("examples", "gateway.weighting", "expert weights in the merge",
+                             choices=GATEWAY_WEIGHTINGS)
+    rank: int = setting(0, "gateway.rank", "svd / ties / dare-ties: gateway LoRA rank "
+                        "(0 = experts' rank)", ge=0, le=4096)
+    density: float = setting(0.5, "gateway.density", "ties / dare-ties: fraction of each "
+                             "expert's update kept", gt=0, le=1)
 
 
 @dataclass(frozen=True)
-class RouterConfig:
+class RouterConfig(Section):
     """How ``fedmoe ask`` picks experts (and what nodes send for it at registration)."""
 
-    method: str = "centroid"
-    top_k: int = 2
-    threshold: float = 0.25
-    temperature: float = 0.25
-    combine: str = "mix"
-    centroid_examples: int = 256
-    embedding_layer: int = 0
-    candidate_tokens: int = 0
-    keywords: str = ""
-
-    def __post_init__(self) -> None:
-        _check(self.method in ROUTER_METHODS, "router.method", self.method,
-               f"one of {ROUTER_METHODS}")
-        _check(self.top_k >= 1, "router.top-k", self.top_k, ">= 1")
-        _check(0 < self.threshold <= 1, "router.threshold", self.threshold, "in (0, 1]")
-        _check(self.temperature > 0, "router.temperature", self.temperature, "> 0")
-        _check(self.combine in ROUTER_COMBINE, "router.combine", self.combine,
-               f"one of {ROUTER_COMBINE}")
-        _check(self.candidate_tokens >= 0, "router.candidate-tokens", self.candidate_tokens,
-               ">= 0 (0 = score the prompt itself)")
-        _check(self.centroid_examples >= 0, "router.centroid-examples", self.centroid_examples,
-               ">= 0 (0 = nodes send no centroid)")
+    method: str = setting("centroid", "router.method", "centroid | loss | keywords",
+                          choices=ROUTER_METHODS)
+    top_k: int = setting(2, "router.top-k", "at most this many experts per question",
+                         ge=1, le=64)
+    threshold: float = setting(0.25, "router.threshold", "minimum routing weight of an expert",
+                               gt=0, le=1)
+    temperature: float = setting(0.25, "router.temperature", "softmax temperature of the "
+                                 "routing scores", gt=0, le=100)
+    combine: str = setting("mix", "router.combine", "several experts: mix | stitch",
+                           choices=ROUTER_COMBINE)
+    centroid_examples: int = setting(256, "router.centroid-examples", "training prompts each "
+                                     "node averages into its centroid (0 = none)",
+                                     ge=0, le=100_000)
+    candidate_tokens: int = setting(0, "router.candidate-tokens", "loss router: 0 = score the "
+                                    "prompt; N = each expert's own N-token draft",
+                                    ge=0, le=4096)
+    embedding_layer: int = setting(0, "router.embedding-layer", "centroid embedding: "
+                                   "hidden_states index (0 = token embeddings, -1 = last)",
+                                   ge=-128, le=128)
+    keywords: str = setting("", "router.keywords", "keywords router rules "
+                            "(\"\" = built-in rules)")
 
 
 @dataclass(frozen=True)
-class RunSettings:
+class RunSettings(Section):
     """Server-side run control: specialties, stop conditions, outputs."""
 
-    specialties: tuple[str, ...] = ("python_expert", "sql_expert", "docs_expert")
-    duration: float = 120.0
-    max_updates: int = 0
-    output_dir: str = "outputs"
-    name: str = ""
-    seed: int = 42
-    eval_every: float = 0.0
-    register_timeout: float = 120.0
-    message_ttl: float = 900.0
-    drain_timeout: float = 60.0
-    keep_versions: int = 2
-    resume_from: str = ""
+    specialties: tuple[str, ...] = setting(("python_expert", "sql_expert", "docs_expert"),
+                                           "run.specialties", "experts this run trains",
+                                           name=True)
+    duration: float = setting(120.0, "run.duration", "seconds of training", gt=0, le=30 * DAY)
+    max_updates: int = setting(0, "run.max-updates", "stop after this many merged updates "
+                               "(0 = only run.duration)", ge=0, le=10**9)
+    output_dir: str = setting("outputs", "run.output-dir", "run directories go here")
+    name: str = setting("", "run.name", "run directory name (\"\" = <timestamp>-<strategy>)")
+    seed: int = setting(42, "run.seed", "seeds every node's batch order", ge=0, le=2**32 - 1)
+    register_timeout: float = setting(180.0, "run.register-timeout", "seconds to wait for at "
+                                      "least one node per specialty", gt=0, le=DAY)
+    message_ttl: float = setting(900.0, "run.message-ttl", "seconds a message and its reply "
+                                 "stay valid", ge=10, le=DAY)
+    drain_timeout: float = setting(60.0, "run.drain-timeout", "at stop, seconds to wait for "
+                                   "updates in flight", ge=0, le=DAY)
+    keep_versions: int = setting(2, "run.keep-versions", "checkpointed versions kept per "
+                                 "adapter (0 = all)", ge=0, le=10**6)
+    resume_from: str = setting("", "run.resume-from", "a run directory to continue from")
+    eval_every: float = setting(0.0, "eval.every-s", "also evaluate every N seconds "
+                                "(0 = start and end only)", ge=0, le=DAY)
 
     def __post_init__(self) -> None:
-        _check(self.keep_versions >= 0, "run.keep-versions", self.keep_versions,
-               ">= 0 (0 = keep every version)")
-        _check(len(self.specialties) > 0, "run.specialties", self.specialties,
-               "a non-empty comma-separated list")
-        _check(len(set(self.specialties)) == len(self.specialties), "run.specialties",
-               self.specialties, "a list without duplicates")
-        _check(self.duration > 0, "run.duration", self.duration, "> 0 seconds")
-        _check(self.max_updates >= 0, "run.max-updates", self.max_updates, ">= 0 (0 = no cap)")
-        _check(self.eval_every >= 0, "eval.every-s", self.eval_every, ">= 0 (0 = start and end)")
-        _check(self.register_timeout > 0, "run.register-timeout", self.register_timeout, "> 0")
-        _check(self.message_ttl > 0, "run.message-ttl", self.message_ttl, "> 0")
-        _check(self.drain_timeout >= 0, "run.drain-timeout", self.drain_timeout, ">= 0")
+        super().__post_init__()
+        if not self.specialties:
+            raise ConfigError("run config key 'run.specialties' must be a non-empty "
+                              "comma-separated list, got ''")
+        if len(set(self.specialties)) != len(self.specialties):
+            raise ConfigError(f"run config key 'run.specialties' must be a list without "
+                              f"duplicates, got {self.specialties!r}")
+        if self.name:
+            check_name(self.name, "run config key 'run.name'")
 
 
 @dataclass(frozen=True)
-class SimulationConfig:
+class SimulationConfig(Section):
     """Simulation only: which specialty, data file and speed each partition gets."""
 
-    specialties: tuple[str, ...] = ("python_expert", "sql_expert", "docs_expert")
-    data_paths: tuple[str, ...] = ("data/python.jsonl", "data/sql.jsonl", "data/docs.jsonl")
-    speed_factors: tuple[float, ...] = (1.0, 1.0, 1.0)
+    specialties: tuple[str, ...] = setting(("python_expert", "sql_expert", "docs_expert"),
+                                           "sim.specialties", "partition i trains entry i mod "
+                                           "len", name=True)
+    data_paths: tuple[str, ...] = setting(("data/python.jsonl", "data/sql.jsonl",
+                                           "data/docs.jsonl"), "sim.data-paths",
+                                          "one file per entry above")
+    speed_factors: tuple[float, ...] = setting((1.0, 1.0, 1.0), "sim.speed-factors",
+                                               "per partition; 4 = four times slower",
+                                               ge=1.0, le=1000.0)
 
     def __post_init__(self) -> None:
-        _check(len(self.specialties) == len(self.data_paths), "sim.data-paths", self.data_paths,
-               f"one path per entry of sim.specialties ({len(self.specialties)})")
-        _check(all(s >= 1.0 for s in self.speed_factors), "sim.speed-factors",
-               self.speed_factors, "factors >= 1 (1 = full speed, 4 = four times slower)")
+        super().__post_init__()
+        if len(self.specialties) != len(self.data_paths):
+            raise ConfigError(f"run config key 'sim.data-paths' must have one path per entry "
+                              f"of sim.specialties ({len(self.specialties)}), got "
+                              f"{self.data_paths!r}")
 
 
 @dataclass(frozen=True)
@@ -269,103 +302,76 @@ class AppConfig:
     sim: SimulationConfig = field(default_factory=SimulationConfig)
 
 
+def split_list(value: str) -> tuple[str, ...]:
+    """Split a comma-separated run-config string (run config holds scalars only)."""
+    return tuple(part.strip() for part in str(value).split(",") if part.strip())
+
+
+def _coerce(key: str, kind: Any, value: Any) -> Any:
+    """Turn one raw run-config value into the field's type, naming the key on failure."""
+    if typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
+        parts = split_list(value) if isinstance(value, str) else None
+        if parts is None:
+            raise ConfigError(f"run config key '{key}' must be a comma-separated string, got "
+                              f"{value!r} ({type(value).__name__})")
+        try:
+            return tuple(item(p) for p in parts)
+        except ValueError:
+            raise ConfigError(f"run config key '{key}' must be comma-separated "
+                              f"{item.__name__} values, got {value!r}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ConfigError(f"run config key '{key}' must be {kind.__name__}, got {value!r} "
+                          f"({type(value).__name__})")
+    return value
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def config_fields() -> Iterator[tuple[str, type, Any]]:
+    """Every declared key as ``(section attribute, section class, dataclass field)``."""
+    hints = _hints(AppConfig)
+    for section in fields(AppConfig):
+        cls = hints[section.name]
+        for f in fields(cls):
+            yield section.name, cls, f
+
+
+def default_run_config() -> dict[str, Any]:
+    """The flat run config of the defaults, spelt as ``pyproject.toml`` spells it."""
+    out: dict[str, Any] = {}
+    for _, _, f in config_fields():
+        value = f.default_factory() if callable(f.default_factory) else f.default
+        if isinstance(value, tuple):
+            value = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+        out[f.metadata["key"]] = value
+    return out
+
+
 def parse_run_config(raw: Mapping[str, Any]) -> AppConfig:
     """Parse and validate Flower's flat run config.
 
-    Missing keys take the defaults above, so tests and the Python API can pass
-    only what they change.  Unknown keys are rejected: a misspelt key that is
-    silently ignored is the most expensive kind of config bug.
+    Missing keys take the declared defaults, so tests and the Python API can
+    pass only what they change.  Unknown keys are rejected: a misspelt key
+    that is silently ignored is the most expensive kind of config bug.
     """
-    r = _Reader(raw)
-    d = AppConfig()
-    model = ModelConfig(
-        name=r.get("model.name", str, d.model.name),
-        quantization=r.get("model.quantization", int, d.model.quantization),
-        lora_r=r.get("model.lora-r", int, d.model.lora_r),
-        lora_alpha=r.get("model.lora-alpha", int, d.model.lora_alpha),
-        lora_dropout=r.get("model.lora-dropout", float, d.model.lora_dropout),
-        target_modules=split_list(r.get("model.target-modules", str,
-                                        ",".join(d.model.target_modules))),
-        gradient_checkpointing=r.get("model.gradient-checkpointing", bool,
-                                     d.model.gradient_checkpointing),
-    )
-    train = TrainConfig(
-        sync_interval=r.get("train.sync-interval", float, d.train.sync_interval),
-        max_steps=r.get("train.max-steps", int, d.train.max_steps),
-        learning_rate=r.get("train.learning-rate", float, d.train.learning_rate),
-        batch_size=r.get("train.batch-size", int, d.train.batch_size),
-        max_seq_len=r.get("train.max-seq-len", int, d.train.max_seq_len),
-        torch_threads=r.get("train.torch-threads", int, d.train.torch_threads),
-        prompt_loss_weight=r.get("train.prompt-loss-weight", float,
-                                 d.train.prompt_loss_weight),
-    )
-    data = DataConfig(
-        on_error=r.get("data.on-error", str, d.data.on_error),
-        eval_fraction=r.get("data.eval-fraction", float, d.data.eval_fraction),
-        max_eval_examples=r.get("data.max-eval-examples", int, d.data.max_eval_examples),
-    )
-    strategy = StrategyConfig(
-        name=r.get("strategy.name", str, d.strategy.name),
-        alpha=r.get("strategy.alpha", float, d.strategy.alpha),
-        staleness=r.get("strategy.staleness", str, d.strategy.staleness),
-        staleness_a=r.get("strategy.staleness-a", float, d.strategy.staleness_a),
-        staleness_b=r.get("strategy.staleness-b", int, d.strategy.staleness_b),
-        staleness_decay=r.get("strategy.staleness-decay", float, d.strategy.staleness_decay),
-        max_staleness=r.get("strategy.max-staleness", int, d.strategy.max_staleness),
-        buffer_size=r.get("strategy.buffer-size", int, d.strategy.buffer_size),
-        server_lr=r.get("strategy.server-lr", float, d.strategy.server_lr),
-        round_timeout=r.get("strategy.round-timeout", float, d.strategy.round_timeout),
-        sync_scope=r.get("strategy.sync-scope", str, d.strategy.sync_scope),
-    )
-    gateway = GatewayConfig(
-        method=r.get("gateway.method", str, d.gateway.method),
-        weighting=r.get("gateway.weighting", str, d.gateway.weighting),
-        rank=r.get("gateway.rank", int, d.gateway.rank),
-        density=r.get("gateway.density", float, d.gateway.density),
-    )
-    router = RouterConfig(
-        method=r.get("router.method", str, d.router.method),
-        top_k=r.get("router.top-k", int, d.router.top_k),
-        threshold=r.get("router.threshold", float, d.router.threshold),
-        temperature=r.get("router.temperature", float, d.router.temperature),
-        combine=r.get("router.combine", str, d.router.combine),
-        centroid_examples=r.get("router.centroid-examples", int, d.router.centroid_examples),
-        embedding_layer=r.get("router.embedding-layer", int, d.router.embedding_layer),
-        candidate_tokens=r.get("router.candidate-tokens", int, d.router.candidate_tokens),
-        keywords=r.get("router.keywords", str, d.router.keywords),
-    )
-    run = RunSettings(
-        specialties=split_list(r.get("run.specialties", str, ",".join(d.run.specialties))),
-        duration=r.get("run.duration", float, d.run.duration),
-        max_updates=r.get("run.max-updates", int, d.run.max_updates),
-        output_dir=r.get("run.output-dir", str, d.run.output_dir),
-        name=r.get("run.name", str, d.run.name),
-        seed=r.get("run.seed", int, d.run.seed),
-        eval_every=r.get("eval.every-s", float, d.run.eval_every),
-        register_timeout=r.get("run.register-timeout", float, d.run.register_timeout),
-        message_ttl=r.get("run.message-ttl", float, d.run.message_ttl),
-        drain_timeout=r.get("run.drain-timeout", float, d.run.drain_timeout),
-        keep_versions=r.get("run.keep-versions", int, d.run.keep_versions),
-        resume_from=r.get("run.resume-from", str, d.run.resume_from),
-    )
-    speeds_raw = split_list(r.get("sim.speed-factors", str,
-                                  ",".join(str(s) for s in d.sim.speed_factors)))
-    try:
-        speeds = tuple(float(s) for s in speeds_raw)
-    except ValueError as err:
-        raise ConfigError(
-            f"run config key 'sim.speed-factors' must be comma-separated numbers, got "
-            f"{speeds_raw!r}"
-        ) from err
-    sim = SimulationConfig(
-        specialties=split_list(r.get("sim.specialties", str, ",".join(d.sim.specialties))),
-        data_paths=split_list(r.get("sim.data-paths", str, ",".join(d.sim.data_paths))),
-        speed_factors=speeds,
-    )
-    unknown = sorted(set(raw) - r.used)
+    keys = {f.metadata["key"] for _, _, f in config_fields()}
+    unknown = sorted(set(raw) - keys)
     if unknown:
-        raise ConfigError(
-            f"unknown run config key(s) {unknown}; valid keys: {sorted(r.used)}"
-        )
-    return AppConfig(model=model, train=train, data=data, strategy=strategy, gateway=gateway,
-                     router=router, run=run, sim=sim)
+        raise ConfigError(f"unknown run config key(s) {unknown}; valid keys: {sorted(keys)}")
+    values: dict[str, dict[str, Any]] = {}
+    for section, cls, f in config_fields():
+        key = f.metadata["key"]
+        if key in raw:
+            kind = _hints(cls)[f.name]
+            values.setdefault(section, {})[f.name] = _coerce(key, kind, raw[key])
+    hints = _hints(AppConfig)
+    return AppConfig(**{s.name: hints[s.name](**values.get(s.name, {}))
+                        for s in fields(AppConfig)})

@@ -58,7 +58,7 @@ while [ $# -gt 0 ]; do
 done
 if [ ${#OVERRIDES[@]} -gt 0 ]; then
   MERGED="$STATE/run-config-$PORT.toml"
-  python -m fedmoe_flwr.overrides "$MERGED" "${OVERRIDES[@]}"
+  python -m fedmoe_flwr.tools.overrides "$MERGED" "${OVERRIDES[@]}"
   ARGS+=(--run-config "$MERGED")
 fi
 flwr run . --stream \

@@ -7,7 +7,7 @@ merged the moment it arrives::
 
 where ``tau`` (staleness, in expert versions) is how many updates the expert
 received since the node's base version, and ``s`` is one of the staleness
-functions of :mod:`fedmoe_flwr.staleness` (constant, polynomial, hinge,
+functions of :mod:`fedmoe_flwr.merge.staleness` (constant, polynomial, hinge,
 exponential).  Slow nodes never block fast ones; their stale updates simply
 count less.
 """
@@ -16,27 +16,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedmoe_flwr.aggregation import Weights, fedasync_mix
-from fedmoe_flwr.experts import ExpertState
-from fedmoe_flwr.staleness import StalenessFn, make_staleness
+from fedmoe_flwr.merge.rules import fedasync_mix
+from fedmoe_flwr.merge.staleness import StalenessFn, make_staleness
+from fedmoe_flwr.weights import Weights
 
-from .base import AsyncStrategy, MergeResult
+from .base import Outcome, Strategy, Update
 
 
-class FedAsync(AsyncStrategy):
+class FedAsync(Strategy):
     """FedAsync with a pluggable staleness function ``s(tau)``."""
 
     name = "fedasync"
 
-    def __init__(self, *, staleness_fn: StalenessFn | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        s = self.cfg.strategy
-        self.alpha = s.alpha
+    def __init__(self, cfg: Any, *, staleness_fn: StalenessFn | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(cfg, **kwargs)
         self.staleness_fn = staleness_fn or make_staleness(
-            s.staleness, a=s.staleness_a, b=s.staleness_b, decay=s.staleness_decay)
+            cfg.staleness, a=cfg.staleness_a, b=cfg.staleness_b, decay=cfg.staleness_decay)
 
-    def merge(self, expert: ExpertState, update: Weights, base: Weights, staleness: int,
-              num_examples: int) -> MergeResult:
+    def on_update(self, update: Update, current: Weights, now: float) -> Outcome:
         """Mix the update into the expert with weight ``alpha * s(tau)``."""
-        mixing = self.alpha * self.staleness_fn(staleness)
-        return MergeResult(fedasync_mix(expert.weights, update, mixing), mixing)
+        mixing = self.cfg.alpha * self.staleness_fn(update.staleness)
+        return Outcome(fedasync_mix(current, update.weights, mixing), mixing)

@@ -17,17 +17,14 @@ node holds back only its own expert.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flwr.app import Message
-from flwr.serverapp import Grid
+from fedmoe_flwr.merge.rules import weighted_average
+from fedmoe_flwr.weights import Weights
 
-from fedmoe_flwr.aggregation import Weights, weighted_average
-from fedmoe_flwr.experts import ExpertState
-
-from .base import AsyncStrategy, Flight, MergeResult, NodeInfo
+from .base import DueMerge, Member, Outcome, Strategy, Update
 
 log = logging.getLogger("fedmoe.server")
 
@@ -43,101 +40,76 @@ class Round:
     updates: dict[str, list[tuple[Weights, int]]] = field(default_factory=dict)
 
 
-class FedAvg(AsyncStrategy):
+class FedAvg(Strategy):
     """Synchronous rounds with an example-weighted average per specialty."""
 
     name = "fedavg"
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, cfg: Any, **kwargs: Any) -> None:
+        super().__init__(cfg, **kwargs)
         self.rounds: dict[str, Round] = {}  # scope -> its open round
         self.round_count = 0
-        self._round: Round | None = None  # the round of the reply being merged
 
     def _scope(self, specialty: str) -> str:
-        return "all" if self.cfg.strategy.sync_scope == "global" else specialty
+        return "all" if self.cfg.sync_scope == "global" else specialty
 
-    def dispatch(self, grid: Grid, nodes: Iterable[NodeInfo]) -> None:
-        """Start a round for each scope of ``nodes`` that has none open.
+    def select(self, idle: Sequence[Member], members: Sequence[Member],
+               now: float) -> list[Member]:
+        """Open a round for each scope that has none and has idle nodes; send them.
 
         Nodes that become free while their scope's round is open wait for the
         next one; that waiting is exactly the cost of synchrony.
         """
-        if self.stopping or self._cap_reached():
-            return
-        busy = {f.node_id for f in self.flights.values() if f.kind == "train"}
-        for scope in sorted({self._scope(n.specialty) for n in nodes}):
-            if scope in self.rounds:
-                continue
-            members = [n for n in self.nodes.values()
-                       if self._scope(n.specialty) == scope and n.node_id not in busy]
-            if not members:
-                continue
+        chosen: list[Member] = []
+        for scope in sorted({self._scope(m.specialty) for m in idle} - set(self.rounds)):
+            joining = [m for m in idle if self._scope(m.specialty) == scope]
             self.round_count += 1
-            self.rounds[scope] = Round(self.round_count, scope, self.clock(),
-                                       {n.node_id for n in members})
-            log.info("round %d (%s): %d node(s)", self.round_count, scope, len(members))
-            self._push(grid, [self._train_message(n) for n in members])
+            self.rounds[scope] = Round(self.round_count, scope, now,
+                                       {m.node_id for m in joining})
+            log.info("round %d (%s): %d node(s)", self.round_count, scope, len(joining))
+            chosen += joining
+        return chosen
 
-    def _handle_train(self, grid: Grid, reply: Message, flight: Flight) -> None:
-        rnd = self.rounds.get(self._scope(flight.specialty))
-        if rnd is None or flight.node_id not in rnd.pending:
-            self.stats.late += 1
-            log.warning("late reply from node %s (%s) dropped: its round closed at the "
-                        "timeout", flight.node_id, flight.specialty)
-            self.run_dir.log_event("late", node=str(flight.node_id), specialty=flight.specialty,
-                                   elapsed=round(self.clock() - self.start, 3))
-            node = self.nodes.get(flight.node_id)
-            if node is not None:
-                self.dispatch(grid, [node])
-            return
-        self._round = rnd
-        try:
-            super()._handle_train(grid, reply, flight)
-        finally:
-            self._round = None
-            rnd.pending.discard(flight.node_id)
+    def expects(self, node_id: int, specialty: str) -> bool:
+        """Only replies of the open round count; later ones arrived after a timeout."""
+        rnd = self.rounds.get(self._scope(specialty))
+        return rnd is not None and node_id in rnd.pending
 
-    def _handle_error(self, reply: Message, flight: Flight) -> None:
-        super()._handle_error(reply, flight)
-        for rnd in self.rounds.values():  # a failed node no longer holds its round back
-            rnd.pending.discard(flight.node_id)
+    def on_update(self, update: Update, current: Weights, now: float) -> Outcome:
+        """Keep the update for its round's average; nothing changes until the round closes."""
+        rnd = self.rounds[self._scope(update.specialty)]
+        rnd.pending.discard(update.node_id)
+        rnd.updates.setdefault(update.specialty, []).append((update.weights,
+                                                             update.num_examples))
+        return Outcome(None, 0.0, "buffered")
 
-    def merge(self, expert: ExpertState, update: Weights, base: Weights, staleness: int,
-              num_examples: int) -> MergeResult:
-        """Keep the update for the round's average; nothing changes until the round closes."""
-        assert self._round is not None, "merge outside a round"
-        self._round.updates.setdefault(expert.specialty, []).append((update, num_examples))
-        return MergeResult(None, 0.0)
+    def on_missing(self, node_id: int) -> None:
+        """A failed or rejected node no longer holds its round back."""
+        for rnd in self.rounds.values():
+            rnd.pending.discard(node_id)
 
-    def on_tick(self, grid: Grid) -> None:
-        """Close rounds that every node answered or that timed out; start the next ones."""
-        timeout = self.cfg.strategy.round_timeout
-        now = self.clock()
+    def on_tick(self, now: float, versions: Mapping[str, int]) -> list[DueMerge]:
+        """Close rounds that every node answered or that timed out: one average each."""
+        timeout = self.cfg.round_timeout
         closed = [rnd for rnd in self.rounds.values()
                   if not rnd.pending or (timeout and now - rnd.started >= timeout)]
+        merges: list[DueMerge] = []
         for rnd in closed:
             del self.rounds[rnd.scope]
-            self._close(rnd)
-        if closed:
-            self.dispatch(grid, list(self.nodes.values()))
+            merges += self._close(rnd, now, versions)
+        return merges
 
-    def _close(self, rnd: Round) -> None:
-        """Average each specialty's updates into its expert (one version per round)."""
-        versions = {}
-        for specialty, updates in sorted(rnd.updates.items()):
-            expert = self.experts[specialty]
-            self._apply(expert, weighted_average([w for w, _ in updates],
-                                                 [n for _, n in updates]))
-            versions[specialty] = expert.version
-        seconds = self.clock() - rnd.started
+    def _close(self, rnd: Round, now: float, versions: Mapping[str, int]) -> list[DueMerge]:
+        merges = [DueMerge(s, weighted_average([w for w, _ in ups], [n for _, n in ups]))
+                  for s, ups in sorted(rnd.updates.items())]
+        new_versions = {m.specialty: versions[m.specialty] + 1 for m in merges}
         late = sorted(rnd.pending)
-        log.info("round %d (%s) closed after %.1fs: %s%s", rnd.number, rnd.scope, seconds,
-                 ", ".join(f"{s} -> v{v} ({len(rnd.updates[s])} update(s))"
-                           for s, v in versions.items()) or "no updates",
+        log.info("round %d (%s) closed after %.1fs: %s%s", rnd.number, rnd.scope,
+                 now - rnd.started, ", ".join(f"{s} -> v{v} ({len(rnd.updates[s])} update(s))"
+                                              for s, v in new_versions.items()) or "no updates",
                  f"; timed out waiting for node(s) {late}" if late else "")
-        self.run_dir.log_event("round", number=rnd.number, scope=rnd.scope,
-                               seconds=round(seconds, 3), versions=versions,
-                               updates={s: len(u) for s, u in rnd.updates.items()},
-                               timed_out=[str(n) for n in late],
-                               elapsed=round(self.clock() - self.start, 3))
+        self.log_event("round", number=rnd.number, scope=rnd.scope,
+                       seconds=round(now - rnd.started, 3), versions=new_versions,
+                       updates={s: len(u) for s, u in rnd.updates.items()},
+                       timed_out=[str(n) for n in late])
+        return merges

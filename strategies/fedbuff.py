@@ -12,32 +12,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedmoe_flwr.aggregation import Weights, fedbuff_apply, fedbuff_staleness_weight
-from fedmoe_flwr.experts import ExpertState
+from fedmoe_flwr.merge.rules import fedbuff_apply, fedbuff_staleness_weight
+from fedmoe_flwr.weights import Weights
 
-from .base import AsyncStrategy, MergeResult
+from .base import Outcome, Strategy, Update
 
 
-class FedBuff(AsyncStrategy):
+class FedBuff(Strategy):
     """FedBuff with a per-specialty buffer of ``K`` staleness-weighted deltas."""
 
     name = "fedbuff"
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.buffer_size = self.cfg.strategy.buffer_size
-        self.server_lr = self.cfg.strategy.server_lr
+    def __init__(self, cfg: Any, **kwargs: Any) -> None:
+        super().__init__(cfg, **kwargs)
         self.buffers: dict[str, list[tuple[Weights, float]]] = {}
 
-    def merge(self, expert: ExpertState, update: Weights, base: Weights, staleness: int,
-              num_examples: int) -> MergeResult:
+    def on_update(self, update: Update, current: Weights, now: float) -> Outcome:
         """Buffer the delta; apply the buffer when it holds K deltas."""
-        scale = fedbuff_staleness_weight(staleness)
-        buffer = self.buffers.setdefault(expert.specialty, [])
-        buffer.append(({k: update[k] - base[k] for k in update}, scale))
-        if len(buffer) < self.buffer_size:
-            return MergeResult(None, scale)
+        scale = fedbuff_staleness_weight(update.staleness)
+        buffer = self.buffers.setdefault(update.specialty, [])
+        buffer.append(({k: update.weights[k] - update.base[k] for k in update.weights}, scale))
+        if len(buffer) < self.cfg.buffer_size:
+            return Outcome(None, scale, "buffered")
         deltas, scales = zip(*buffer, strict=True)
         buffer.clear()
-        return MergeResult(fedbuff_apply(expert.weights, list(deltas), list(scales),
-                                         self.server_lr), scale)
+        return Outcome(fedbuff_apply(current, list(deltas), list(scales), self.cfg.server_lr),
+                       scale)

@@ -1,4 +1,4 @@
-"""An in-process ``Grid`` that answers messages with scripted node behaviour.
+"""An in-process ``Grid`` with scripted nodes, and a runner of the server loop on it.
 
 Each node is a function ``(message) -> (reply content or Error, delay)``; a
 reply becomes visible ``delay`` pulls after it was pushed, so tests control
@@ -8,11 +8,22 @@ the arrival order (out of order, stale, lost) without threads or sleeps.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Iterable
 
-from flwr.app import Error, Message, RecordDict
+import numpy as np
+from flwr.app import ConfigRecord, Error, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
+
+from fedmoe_flwr import contract as C
+from fedmoe_flwr.config import parse_run_config
+from fedmoe_flwr.lora import lora_signature
+from fedmoe_flwr.server.artifacts import RunDirectory
+from fedmoe_flwr.server.loop import FederationLoop
+from fedmoe_flwr.server.resume import load_resume_state
+from fedmoe_flwr.weights import from_array_record, to_array_record
+from strategies import build_strategy
 
 Behaviour = Callable[[Message], tuple[RecordDict | Error, int]]
 
@@ -66,3 +77,58 @@ class FakeGrid(Grid):
 
     def send_and_receive(self, messages, *, timeout=None):  # pragma: no cover
         raise NotImplementedError
+
+
+KEYS = ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight")
+INIT = {KEYS[0]: np.zeros((8, 64), np.float32), KEYS[1]: np.zeros((64, 8), np.float32)}  # r = 8
+
+
+def make_node(specialty, *, delay=1, step=1.0, corrupt=None, error_on_train=None, examples=8):
+    """A scripted node: trains by adding `step` to every weight."""
+    sig = lora_signature(parse_run_config({}).model)
+    state = {"trains": 0}
+
+    def behave(msg):
+        kind = msg.metadata.message_type
+        if kind == "query":
+            info = ConfigRecord({
+                C.SPECIALTY: specialty, C.NUM_TRAIN: 100, C.NUM_EVAL: 10, C.BASE_MODEL: "m",
+                C.MODEL_FINGERPRINT: "fp", C.LORA_R: sig["r"], C.LORA_ALPHA: sig["alpha"],
+                C.LORA_TARGETS: sig["target_modules"], C.DEVICE: "cpu"})
+            return RecordDict({C.INFO: info, C.ADAPTER: to_array_record(INIT)}), 1
+        if kind == "evaluate":
+            names = [n.removeprefix(C.EVAL_PREFIX) for n in msg.content.array_records]
+            return RecordDict({C.EVAL_LOSSES: MetricRecord({n: 1.0 for n in names})}), 1
+        state["trains"] += 1
+        if error_on_train and state["trains"] == error_on_train:
+            return Error(code=5, reason="node unavailable"), delay
+        weights = {k: v + step for k, v in from_array_record(msg.content[C.ADAPTER]).items()}
+        if corrupt and state["trains"] == 1:
+            weights = corrupt(weights)
+        metrics = MetricRecord({
+            C.NUM_EXAMPLES: examples, C.TRAIN_LOSS: 1.0, C.STEPS: 1, C.TOKENS: 10,
+            C.TRAIN_SECONDS: 0.1, C.LOAD_SECONDS: 0.0,
+            C.BASE_VERSION: int(msg.content[C.CONFIG][C.VERSION])})
+        return RecordDict({C.ADAPTER: to_array_record(weights), C.METRICS: metrics}), delay
+
+    return behave
+
+
+def run(tmp_path, nodes, **overrides):
+    # Scripted nodes add whole numbers to every weight: far over the real norm bound.
+    cfg = parse_run_config({"run.duration": 1e6, "run.drain-timeout": 5.0,
+                            "strategy.max-update-norm": 0.0,
+                            "run.specialties": "python_expert,sql_expert", **overrides})
+    run_dir = RunDirectory(tmp_path, "run", cfg.model)
+    now = [0.0]
+    resume = (load_resume_state(cfg.run.resume_from, cfg.model, cfg.run.specialties)
+              if cfg.run.resume_from else None)
+    strategy = build_strategy(cfg.strategy.name, cfg.strategy, log_event=run_dir.log_event)
+    loop = FederationLoop(
+        cfg=cfg, run_dir=run_dir, strategy=strategy, clock=lambda: now[0],
+        sleep=lambda dt: now.__setitem__(0, now[0] + dt), poll_interval=0.05, resume=resume)
+    summary = loop.run(FakeGrid(nodes))
+    run_dir.close()
+    events = [json.loads(line) for line in (run_dir.root / "metrics.jsonl").open()]
+    return loop, summary, events

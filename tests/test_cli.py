@@ -5,10 +5,10 @@ import re
 import numpy as np
 import pytest
 
-from fedmoe_flwr.cli import main, parse_args
-from fedmoe_flwr.export import load_npz
-from fedmoe_flwr.rundir import RunView
-from tests.test_strategy_fedasync import make_node, run
+from fedmoe_flwr.server.rundir import RunView
+from fedmoe_flwr.tools.cli import main, parse_args
+from fedmoe_flwr.tools.export import load_npz
+from tests.fake_grid import make_node, run
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_experts_table(run_dir, capsys):
 def test_gateway_table(run_dir, capsys):
     assert main(["gateway", str(run_dir)]) == 0
     out = capsys.readouterr().out
-    assert "method cat" in out and "r=4" in out  # two rank-2 experts concatenated
+    assert "method cat" in out and "r=16" in out  # two rank-8 experts concatenated
     # Weights by examples seen: python 4 updates x 8, sql 2 x 8 -> 32 / 48 and 16 / 48.
     assert re.search(r"python_expert\s*│\s*0.667", out)
     assert re.search(r"sql_expert\s*│\s*0.333", out)

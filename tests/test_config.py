@@ -49,8 +49,8 @@ def test_pyproject_config_parses_and_matches_defaults():
         ("run.duration", "long", r"'run.duration' must be float, got 'long'"),
         ("sim.speed-factors", "1,fast", "sim.speed-factors"),
         ("run.specialties", "a,a", "duplicates"),
-        ("strategy.buffer-size", 0, r"'strategy.buffer-size' must be a positive integer, got 0"),
-        ("strategy.server-lr", -1.0, r"'strategy.server-lr' must be > 0, got -1.0"),
+        ("strategy.buffer-size", 0, r"'strategy.buffer-size' must be in \[1, 10000\], got 0"),
+        ("strategy.server-lr", -1.0, r"'strategy.server-lr' must be in \(0, 100\], got -1.0"),
         ("strategy.round-timeout", -5.0, "strategy.round-timeout"),
         ("strategy.sync-scope", "world", r"one of \('global', 'specialty'\)"),
         ("run.keep-versions", -1, "run.keep-versions"),
@@ -68,7 +68,7 @@ def test_unknown_key_is_rejected_with_the_valid_ones():
 
 def test_unknown_strategy_lists_valid_names():
     with pytest.raises(ConfigError, match="fedasync"):
-        build_strategy("fedmagic")
+        build_strategy("fedmagic", parse_run_config({}).strategy)
 
 
 @pytest.mark.parametrize("preset", sorted((ROOT / "conf").glob("*.toml")), ids=lambda p: p.name)

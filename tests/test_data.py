@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from fedmoe_flwr.data import (
+from fedmoe_flwr.node.data import (
     DataError,
     encode_example,
     encode_prompt,
@@ -88,7 +88,7 @@ def test_router_mask_is_exactly_the_users_words():
     """The loss router must not score the chat template (same in every domain)."""
     from transformers import AutoTokenizer
 
-    from fedmoe_flwr.tiny_model import ensure_tiny_model
+    from fedmoe_flwr.node.tiny_model import ensure_tiny_model
 
     tok = AutoTokenizer.from_pretrained(str(ensure_tiny_model()))
     prompt = "Write a SQL query that counts orders per customer"

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedmoe_flwr.artifacts import load_adapter_weights
+from fedmoe_flwr.server.artifacts import load_adapter_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from fedmoe_flwr.artifacts import RunDirectory
-from fedmoe_flwr.cli import main
-from fedmoe_flwr.codec import get_adapter_weights, set_adapter_weights
 from fedmoe_flwr.config import ModelConfig
-from fedmoe_flwr.gateway import build_gateway
-from fedmoe_flwr.model import ensure_adapter, load_base
+from fedmoe_flwr.merge.gateway import build_gateway
+from fedmoe_flwr.node.adapters import get_adapter_weights, set_adapter_weights
+from fedmoe_flwr.node.model import ensure_adapter, load_base
+from fedmoe_flwr.server.artifacts import RunDirectory
+from fedmoe_flwr.tools.cli import main
 
 pytestmark = pytest.mark.slow
 IDS = torch.tensor([[5, 17, 300, 42, 7, 1000, 3]])
@@ -56,7 +56,7 @@ def test_exported_peft_adapter_gives_the_server_logits(setup, tmp_path, adapter)
         want = _server_logits(loaded, cfg, "srv_gw", gw.weights, gw.rank, gw.alpha)
     else:
         want = _server_logits(loaded, cfg, "srv_py", experts[adapter])
-    from fedmoe_flwr.tiny_model import ensure_tiny_model
+    from fedmoe_flwr.node.tiny_model import ensure_tiny_model
 
     base = AutoModelForCausalLM.from_pretrained(str(ensure_tiny_model()), dtype=torch.float32)
     model = PeftModel.from_pretrained(base, str(out))

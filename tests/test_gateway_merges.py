@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fedmoe_flwr.gateway import build_gateway, delta_weight, lora_modules
+from fedmoe_flwr.merge.gateway import build_gateway, delta_weight, lora_modules
 
 A, B = ".lora_A.weight", ".lora_B.weight"
 
@@ -76,9 +76,9 @@ def test_unknown_method_lists_the_valid_ones():
                                                  ("ties", "ties_svd")])
 def test_matches_peft_add_weighted_adapter_on_the_tiny_model(ours, peft_name):
     """Our server-side merge equals PEFT's add_weighted_adapter on a real (unquantized) model."""
-    from fedmoe_flwr.codec import get_adapter_weights, set_adapter_weights
     from fedmoe_flwr.config import ModelConfig
-    from fedmoe_flwr.model import ensure_adapter, load_base
+    from fedmoe_flwr.node.adapters import get_adapter_weights, set_adapter_weights
+    from fedmoe_flwr.node.model import ensure_adapter, load_base
 
     cfg = ModelConfig(quantization=0)
     loaded = load_base(cfg)

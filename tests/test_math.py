@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from fedmoe_flwr.aggregation import fedasync_mix, weighted_average
-from fedmoe_flwr.gateway import build_gateway, gateway_coefficients
-from fedmoe_flwr.staleness import make_staleness
+from fedmoe_flwr.merge.gateway import build_gateway, gateway_coefficients
+from fedmoe_flwr.merge.rules import fedasync_mix, weighted_average
+from fedmoe_flwr.merge.staleness import make_staleness
 
 
 @pytest.mark.parametrize(
@@ -87,14 +87,14 @@ def test_gateway_examples_weighting_counts_unseen_expert_as_one():
 
 
 def test_fedbuff_staleness_weight():
-    from fedmoe_flwr.aggregation import fedbuff_staleness_weight
+    from fedmoe_flwr.merge.rules import fedbuff_staleness_weight
 
     assert fedbuff_staleness_weight(0) == 1.0
     assert fedbuff_staleness_weight(3) == pytest.approx(0.5)  # 1 / sqrt(4)
 
 
 def test_fedbuff_apply_hand_computed():
-    from fedmoe_flwr.aggregation import fedbuff_apply
+    from fedmoe_flwr.merge.rules import fedbuff_apply
 
     current = {"w": np.array([1.0, 1.0])}
     deltas = [{"w": np.array([2.0, 0.0])}, {"w": np.array([0.0, 4.0])}]

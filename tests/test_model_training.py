@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from fedmoe_flwr.artifacts import RunDirectory, load_adapter_weights
-from fedmoe_flwr.codec import get_adapter_weights, set_adapter_weights
 from fedmoe_flwr.config import ModelConfig, parse_run_config
-from fedmoe_flwr.data import encode_prompt, load_local_data, tokenize
-from fedmoe_flwr.inference import prompt_token_loss
-from fedmoe_flwr.model import ModelError, ensure_adapter, load_base
-from fedmoe_flwr.tiny_model import ensure_tiny_model
-from fedmoe_flwr.training import evaluate_loss, train_for_budget
+from fedmoe_flwr.node.adapters import get_adapter_weights, set_adapter_weights
+from fedmoe_flwr.node.data import encode_prompt, load_local_data, tokenize
+from fedmoe_flwr.node.model import ModelError, ensure_adapter, load_base
+from fedmoe_flwr.node.tiny_model import ensure_tiny_model
+from fedmoe_flwr.node.training import evaluate_loss, train_for_budget
+from fedmoe_flwr.server.artifacts import RunDirectory, load_adapter_weights
+from fedmoe_flwr.tools.inference import prompt_token_loss
 
 pytestmark = pytest.mark.slow
 

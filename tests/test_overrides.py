@@ -5,7 +5,7 @@ import tomllib
 import pytest
 
 from fedmoe_flwr.config import ConfigError
-from fedmoe_flwr.overrides import merge, parse_value, to_toml
+from fedmoe_flwr.tools.overrides import merge, parse_value, to_toml
 
 
 def test_pairs_with_quotes_numbers_and_bools():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fedmoe_flwr.config import ConfigError, RouterConfig
-from fedmoe_flwr.router import Router, choose, parse_keywords, softmax
+from fedmoe_flwr.routing.router import Router, choose, parse_keywords, softmax
 
 EXPERTS = ["docs_expert", "python_expert", "sql_expert"]
 
@@ -92,7 +92,7 @@ def test_router_config_ranges():
 
 
 def test_clauses_split_on_conjunctions_and_sentences():
-    from fedmoe_flwr.router import clauses
+    from fedmoe_flwr.routing.router import clauses
 
     assert clauses("Write the SQL query and the Python function that runs it") == [
         "Write the SQL query", "the Python function that runs it"]

@@ -1,71 +1,15 @@
 """FedAsync's server loop in a fake Grid: out-of-order, stale, error and malformed replies."""
 
-import json
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Error, MetricRecord, RecordDict
+from flwr.app import ArrayRecord
 
-from fedmoe_flwr import contract as C
-from fedmoe_flwr.artifacts import RunDirectory, load_adapter_weights
-from fedmoe_flwr.codec import from_array_record, to_array_record
 from fedmoe_flwr.config import parse_run_config
-from fedmoe_flwr.model import lora_signature
-from fedmoe_flwr.resume import load_resume_state
-from strategies import build_strategy
-from tests.fake_grid import FakeGrid
-
-KEYS = ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
-        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight")
-INIT = {KEYS[0]: np.zeros((2, 64), np.float32), KEYS[1]: np.zeros((64, 2), np.float32)}
-
-
-def make_node(specialty, *, delay=1, step=1.0, corrupt=None, error_on_train=None, examples=8):
-    """A scripted node: trains by adding `step` to every weight."""
-    sig = lora_signature(parse_run_config({}).model)
-    state = {"trains": 0}
-
-    def behave(msg):
-        kind = msg.metadata.message_type
-        if kind == "query":
-            info = ConfigRecord({
-                C.SPECIALTY: specialty, C.NUM_TRAIN: 100, C.NUM_EVAL: 10, C.BASE_MODEL: "m",
-                C.MODEL_FINGERPRINT: "fp", C.LORA_R: sig["r"], C.LORA_ALPHA: sig["alpha"],
-                C.LORA_TARGETS: sig["target_modules"], C.DEVICE: "cpu"})
-            return RecordDict({C.INFO: info, C.ADAPTER: to_array_record(INIT)}), 1
-        if kind == "evaluate":
-            names = [n.removeprefix(C.EVAL_PREFIX) for n in msg.content.array_records]
-            return RecordDict({C.EVAL_LOSSES: MetricRecord({n: 1.0 for n in names})}), 1
-        state["trains"] += 1
-        if error_on_train and state["trains"] == error_on_train:
-            return Error(code=5, reason="node unavailable"), delay
-        weights = {k: v + step for k, v in from_array_record(msg.content[C.ADAPTER]).items()}
-        if corrupt and state["trains"] == 1:
-            weights = corrupt(weights)
-        metrics = MetricRecord({
-            C.NUM_EXAMPLES: examples, C.TRAIN_LOSS: 1.0, C.STEPS: 1, C.TOKENS: 10,
-            C.TRAIN_SECONDS: 0.1, C.LOAD_SECONDS: 0.0,
-            C.BASE_VERSION: int(msg.content[C.CONFIG][C.VERSION])})
-        return RecordDict({C.ADAPTER: to_array_record(weights), C.METRICS: metrics}), delay
-
-    return behave
-
-
-def run(tmp_path, nodes, **overrides):
-    cfg = parse_run_config({"run.duration": 1e9, "run.drain-timeout": 5.0,
-                            "run.specialties": "python_expert,sql_expert", **overrides})
-    run_dir = RunDirectory(tmp_path, "run", cfg.model)
-    now = [0.0]
-    resume = (load_resume_state(cfg.run.resume_from, cfg.model, cfg.run.specialties)
-              if cfg.run.resume_from else None)
-    strategy = build_strategy(
-        cfg.strategy.name, cfg=cfg, run_dir=run_dir, clock=lambda: now[0],
-        sleep=lambda dt: now.__setitem__(0, now[0] + dt), poll_interval=0.05, resume=resume)
-    grid = FakeGrid(nodes)
-    summary = strategy.run(grid)
-    run_dir.close()
-    events = [json.loads(line) for line in (run_dir.root / "metrics.jsonl").open()]
-    return strategy, summary, events
+from fedmoe_flwr.server.artifacts import load_adapter_weights
+from fedmoe_flwr.server.resume import load_resume_state
+from fedmoe_flwr.weights import from_array_record, to_array_record
+from tests.fake_grid import INIT, KEYS, make_node, run
 
 
 def test_single_node_versions_follow_fedasync_by_hand(tmp_path):
@@ -114,7 +58,7 @@ def test_out_of_order_stale_error_and_malformed(tmp_path):
     assert np.isfinite(strategy.experts["sql_expert"].weights[KEYS[0]]).all()
     # The error reply dropped node 4 without stopping the loop; node 3 kept training sql.
     assert summary["errors"] == {"5": 1}
-    assert 4 not in strategy.nodes
+    assert 4 not in strategy.nodes.registered
     assert any(e["event"] == "error" and e["node"] == "4" for e in events)
     sql_after_error = [e for e in updates if e["specialty"] == "sql_expert" and e["node"] == "3"]
     assert len(sql_after_error) >= 2
@@ -134,7 +78,7 @@ def test_wrong_shape_and_unknown_specialty_are_refused(tmp_path):
         "run.max-updates": 2, "run.specialties": "python_expert",
         "run.register-timeout": 3.0})
     assert summary["rejected"] == {"wrong-shape": 1}
-    assert "unknown specialty" in strategy.refused[2]
+    assert "unknown-specialty" in strategy.nodes.refused[2]
     assert strategy.experts["python_expert"].version == 2
 
 
@@ -149,7 +93,7 @@ def test_array_record_roundtrip():
     rec = to_array_record(INIT)
     assert isinstance(rec, ArrayRecord)
     back = from_array_record(rec)
-    assert set(back) == set(INIT) and back[KEYS[1]].shape == (64, 2)
+    assert set(back) == set(INIT) and back[KEYS[1]].shape == (64, 8)
 
 
 def test_resume_continues_versions_weights_and_counters(tmp_path):
@@ -178,7 +122,7 @@ def test_resume_continues_versions_weights_and_counters(tmp_path):
     # Each update with alpha 0.5 and step +1 from w moves w by +0.5.
     np.testing.assert_allclose(py.weights[KEYS[0]], w_old["python_expert"] + 0.5 * n_new)
     assert summary2["updates"] == summary1["updates"] + 4  # counters continue
-    assert second.gateway.version > first.gateway.version
+    assert second.federation.gateway.version > first.federation.gateway.version
     with pytest.raises(ConfigError, match="run.resume-from"):
         load_resume_state(str(tmp_path / "missing"), parse_run_config({}).model,
                           ("python_expert",))

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tests.test_strategy_fedasync import KEYS, make_node, run
+from tests.fake_grid import KEYS, make_node, run
 
 
 def test_fedavg_rounds_hand_computed(tmp_path):
@@ -71,7 +71,7 @@ def test_error_and_nan_replies_do_not_block_the_round(tmp_path):
         "strategy.name": "fedavg", "run.max-updates": 12})
     assert summary["errors"] == {"5": 1}
     assert summary["rejected"] == {"non-finite": 1}
-    assert 2 not in strategy.nodes
+    assert 2 not in strategy.nodes.registered
     assert np.isfinite(strategy.experts["sql_expert"].weights[KEYS[0]]).all()
     # Rounds kept closing after the error: python kept gaining versions from node 1 alone.
     assert strategy.experts["python_expert"].version >= 4

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.test_strategy_fedasync import KEYS, make_node, run
+from tests.fake_grid import KEYS, make_node, run
 
 
 def test_fedbuff_single_node_hand_computed(tmp_path):

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from fedmoe_flwr.data import IGNORE_INDEX
-from fedmoe_flwr.training import collate, token_weights, weighted_lm_loss
+from fedmoe_flwr.node.data import IGNORE_INDEX
+from fedmoe_flwr.node.training import collate, token_weights, weighted_lm_loss
 
 ROW = {"input_ids": [5, 6, 7, 8], "labels": [IGNORE_INDEX, IGNORE_INDEX, 7, 8], "prompt_len": 2}
 

@@ -3,16 +3,14 @@
 import numpy as np
 import pytest
 
-from fedmoe_flwr.validation import UpdateRejected, validate_update
+from fedmoe_flwr.merge.validation import UpdateRejected, validate_update
 
 REF = {"x.lora_A.weight": np.zeros((2, 4), np.float32),
        "x.lora_B.weight": np.zeros((4, 2), np.float32)}
-KNOWN = frozenset({"sql_expert"})
 
 
-def check(update, specialty="sql_expert", base=1, current=2):
-    validate_update(REF, update, specialty=specialty, known_specialties=KNOWN,
-                    base_version=base, current_version=current)
+def check(update, base=1, current=2):
+    validate_update(REF, update, base_version=base, current_version=current)
 
 
 def test_valid_update_passes():
@@ -22,7 +20,6 @@ def test_valid_update_passes():
 @pytest.mark.parametrize(
     ("update", "kwargs", "reason"),
     [
-        (dict(REF), {"specialty": "rust_expert"}, "unknown-specialty"),
         (dict(REF), {"base": 3, "current": 2}, "bad-version"),
         ({"x.lora_A.weight": REF["x.lora_A.weight"]}, {}, "wrong-keys"),
         ({**REF, "x.lora_A.weight": np.zeros((4, 2), np.float32)}, {}, "wrong-shape"),

@@ -21,15 +21,13 @@ domain's words dominate the average.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .config import ConfigError, RouterConfig
+from fedmoe_flwr.config import ConfigError, RouterConfig
 
 DEFAULT_KEYWORDS = {
     "python_expert": r"\bpython\b|\bfunction\b|\bdef\b|\bclass\b|\bdataclass\b|\bpytest\b|"
@@ -109,20 +107,6 @@ def choose(weights: dict[str, float], scores: dict[str, float], cfg: RouterConfi
     chosen = [n for n in ranked[: cfg.top_k] if weights[n] >= cfg.threshold] or ranked[:1]
     total = sum(weights[n] for n in chosen) or 1.0
     return Route(chosen, {n: weights[n] / total for n in chosen}, scores, method)
-
-
-def load_centroids(run_root: Path) -> dict[str, np.ndarray]:
-    """Per-specialty centroids the nodes sent at registration (``router.json``)."""
-    from .contract import ROUTER_FILE
-
-    path = run_root / ROUTER_FILE
-    if not path.exists():
-        raise ConfigError(f"{path} does not exist: the run's nodes sent no centroids "
-                          f"(router.centroid-examples = 0, or the run is older); use "
-                          f"--router loss or keywords")
-    data = json.loads(path.read_text())
-    return {s: np.asarray(e["centroid"], dtype=np.float32)
-            for s, e in data["specialties"].items()}
 
 
 class Router:

@@ -1,6 +1,6 @@
 """Reading a run directory: the experts and gateway a run checkpointed.
 
-The writer (:mod:`fedmoe_flwr.artifacts`) swaps each adapter's symlink
+The writer (:mod:`fedmoe_flwr.server.artifacts`) swaps each adapter's symlink
 atomically, so a reader that resolves the link once and reads from the
 immutable version directory it points to always sees one complete
 checkpoint, even while the run is still writing newer ones.
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .aggregation import Weights
-from .artifacts import load_adapter_weights
-from .contract import GATEWAY
+from fedmoe_flwr.contract import GATEWAY
+from fedmoe_flwr.server.artifacts import load_adapter_weights
+from fedmoe_flwr.weights import Weights
 
 DEFAULT_RUN_DIR = Path("outputs") / "latest"
 

@@ -21,6 +21,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from fedmoe_flwr import APP_DIR
+
 TINY_NAME = "qwen2-tiny"
 BUILD_VERSION = 1  # bump when the architecture or tokenizer recipe below changes
 
@@ -50,7 +52,7 @@ CHAT_TEMPLATE = (
 
 def data_dir() -> Path:
     """The sample data shipped with the app (training corpus of the tokenizer)."""
-    return Path(__file__).resolve().parent.parent / "data"
+    return APP_DIR / "data"
 
 
 def cache_root() -> Path:

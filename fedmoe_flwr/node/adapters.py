@@ -1,11 +1,4 @@
-"""Adapter weights between PEFT, numpy and Flower's ``ArrayRecord``.
-
-Weights travel under PEFT's own saved-adapter keys (adapter name removed, e.g.
-``base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight``), which are
-the keys of ``adapter_model.safetensors``.  So an update from any node can be
-loaded into any specialty's adapter and written to disk without renaming.
-Arrays are float32 on the wire: ``ArrayRecord`` cannot carry bfloat16.
-"""
+"""A named PEFT adapter's weights in and out of the model (node side, torch)."""
 
 from __future__ import annotations
 
@@ -13,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-Weights = dict[str, np.ndarray]
+from ..weights import Weights
 
 
 def get_adapter_weights(peft_model: Any, adapter: str) -> Weights:
@@ -40,21 +33,3 @@ def set_adapter_weights(peft_model: Any, adapter: str, weights: Weights) -> None
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise ValueError(f"adapter '{adapter}': PEFT did not use keys {unexpected[:3]}")
-
-
-def to_array_record(weights: Weights) -> Any:
-    """Pack weights for a message (float32, sorted keys for reproducible bytes)."""
-    from flwr.app import Array, ArrayRecord
-
-    return ArrayRecord({k: Array(np.asarray(weights[k], dtype=np.float32))
-                        for k in sorted(weights)})
-
-
-def from_array_record(record: Any) -> Weights:
-    """Unpack a message's ArrayRecord into numpy arrays (no validation here)."""
-    return {k: arr.numpy() for k, arr in record.items()}
-
-
-def weights_nbytes(weights: Weights) -> int:
-    """Payload size, for the bytes-sent/received accounting."""
-    return int(sum(v.nbytes for v in weights.values()))

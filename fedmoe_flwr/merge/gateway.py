@@ -16,9 +16,10 @@ lora_alpha / r``).  Methods:
   interfere.
 
 The exact methods follow PEFT's ``add_weighted_adapter`` (``cat``, ``svd``,
-``ties_svd``, ``dare_ties_svd``) and call PEFT's own merge functions, but on
-the weights alone: the server never loads the base model.  A test checks the
-results against ``add_weighted_adapter`` on the tiny model.
+``ties_svd``, ``dare_ties_svd``), in numpy on the weights alone: the server
+never loads the base model, nor torch.  ``svd`` works on the stacked factors
+(QR + a small SVD), never on the dense weight change.  Tests check the results
+against ``add_weighted_adapter`` on the tiny model and against the dense SVD.
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .aggregation import Weights, weighted_average
+from ..weights import Weights
+from .rules import weighted_average
 
 SUFFIX_A, SUFFIX_B = ".lora_A.weight", ".lora_B.weight"
 EXACT_METHODS = ("cat", "svd", "ties", "dare-ties")
+GATEWAY_METHODS = (*EXACT_METHODS, "weighted-average", "sum")
+GATEWAY_WEIGHTINGS = ("examples", "equal")
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,8 @@ def gateway_coefficients(examples_seen: Mapping[str, int], weighting: str) -> di
     elif weighting == "examples":
         raw = {name: float(max(n, 1)) for name, n in examples_seen.items()}
     else:
-        raise ValueError(f"unknown gateway weighting {weighting!r}; valid: examples, equal")
+        raise ValueError(f"unknown gateway weighting {weighting!r}; valid: "
+                         f"{', '.join(GATEWAY_WEIGHTINGS)}")
     total = sum(raw.values())
     return {name: v / total for name, v in raw.items()}
 
@@ -94,8 +99,8 @@ def build_gateway(experts: Mapping[str, Weights], coefficients: Mapping[str, flo
         return GatewayAdapter({k: np.sum([experts[n][k] for n in names], axis=0)
                                .astype(np.float32) for k in experts[names[0]]}, rank, alpha)
     if method not in EXACT_METHODS:
-        raise ValueError(f"unknown gateway method {method!r}; valid: weighted-average, sum, "
-                         f"{', '.join(EXACT_METHODS)}")
+        raise ValueError(f"unknown gateway method {method!r}; valid: "
+                         f"{', '.join(GATEWAY_METHODS)}")
     scaling = alpha / rank
     if method == "cat":
         return _cat([experts[n] for n in names], coeffs, scaling)
@@ -119,32 +124,75 @@ def _cat(experts: list[Weights], coeffs: list[float], scaling: float) -> Gateway
 
 def _svd_merge(experts: list[Weights], coeffs: list[float], scaling: float, method: str,
                new_rank: int, density: float, seed: int) -> GatewayAdapter:
-    import torch
-    from peft.utils.merge_utils import dare_ties, task_arithmetic, ties
-
-    weights = torch.tensor(coeffs, dtype=torch.float32)
+    rng = np.random.default_rng(seed)
     out: Weights = {}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for module in lora_modules(experts[0]):
-            deltas = [torch.from_numpy(delta_weight(e, module, scaling).astype(np.float32))
-                      for e in experts]
-            if method == "svd":
-                merged = task_arithmetic(deltas, weights)
-            elif method == "ties":
-                merged = ties(deltas, weights, density, "total")
-            else:
-                merged = dare_ties(deltas, weights, density, "total")
-            u, s, vh = torch.linalg.svd(merged, full_matrices=False)
-            k = min(new_rank, s.numel())
-            b = (u[:, :k] * s[:k]).numpy()
-            a = vh[:k].numpy()
-            if k < new_rank:  # a module smaller than the rank: pad with zeros
-                b = np.pad(b, ((0, 0), (0, new_rank - k)))
-                a = np.pad(a, ((0, new_rank - k), (0, 0)))
-            out[module + SUFFIX_A] = a.astype(np.float32)
-            out[module + SUFFIX_B] = b.astype(np.float32)
+    for module in lora_modules(experts[0]):
+        if method == "svd":  # sum_i c_i dW_i is the cat merge: B_cat A_cat, never dense
+            b_cat = np.concatenate([e[module + SUFFIX_B] for e in experts], axis=1)
+            a_cat = np.concatenate([c * scaling * e[module + SUFFIX_A]
+                                    for e, c in zip(experts, coeffs, strict=True)], axis=0)
+            b, a = truncated_factors(b_cat, a_cat, new_rank)
+        else:
+            deltas = np.stack([delta_weight(e, module, scaling) for e in experts])
+            merged = ties_merge(deltas, np.asarray(coeffs), density,
+                                rng if method == "dare-ties" else None)
+            b, a = _truncated_svd(merged.astype(np.float64), new_rank)
+        out[module + SUFFIX_A] = a.astype(np.float32)
+        out[module + SUFFIX_B] = b.astype(np.float32)
     return GatewayAdapter(out, new_rank, new_rank)
+
+
+def _truncated_svd(matrix: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(B, A)`` with ``B A`` the best rank-``rank`` approximation; zero-padded if smaller."""
+    u, s, vh = np.linalg.svd(matrix, full_matrices=False)
+    k = min(rank, s.size)
+    b, a = u[:, :k] * s[:k], vh[:k]
+    if k < rank:  # a module smaller than the rank: pad with zeros
+        b = np.pad(b, ((0, 0), (0, rank - k)))
+        a = np.pad(a, ((0, rank - k), (0, 0)))
+    return b, a
+
+
+def truncated_factors(b: np.ndarray, a: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best rank-``rank`` factors of ``b @ a`` without forming it (``b``: (out, k), ``a``: (k, in)).
+
+    ``b = Q_b R_b`` and ``a^T = Q_a R_a`` (thin QR), so ``b a = Q_b (R_b R_a^T) Q_a^T``:
+    the SVD of the small ``k x k`` core gives that of the product.  Costs
+    ``O((out + in) k^2)`` instead of ``O(out * in * k)`` for the dense product and
+    ``O(out * in * min(out, in))`` for its SVD.
+    """
+    qb, rb = np.linalg.qr(b.astype(np.float64))
+    qa, ra = np.linalg.qr(a.T.astype(np.float64))
+    core_b, core_a = _truncated_svd(rb @ ra.T, rank)
+    return qb @ core_b, core_a @ qa.T
+
+
+def ties_merge(deltas: np.ndarray, coeffs: np.ndarray, density: float,
+               rng: np.random.Generator | None = None) -> np.ndarray:
+    """TIES (Yadav et al. 2023) of stacked updates ``(n, out, in)``; DARE drop when ``rng``.
+
+    As PEFT's ``merge_utils.ties`` / ``dare_ties`` (majority sign by total mass):
+    keep each update's top ``density`` fraction by magnitude (DARE: a random
+    ``density`` fraction, rescaled by ``1 / density``), elect each entry's sign by
+    the sum of the kept values, and average the weighted values that agree with it.
+    """
+    n = deltas.shape[0]
+    flat = deltas.reshape(n, -1)
+    if density < 1:
+        if rng is None:
+            k = int(density * flat.shape[1])
+            keep = np.zeros(flat.shape, dtype=bool)
+            if k:
+                top = np.argpartition(-np.abs(flat), k - 1, axis=1)[:, :k]
+                np.put_along_axis(keep, top, True, axis=1)
+            flat = flat * keep
+        else:
+            flat = flat * (rng.random(flat.shape) < density) / density
+    sign = np.sign(flat)
+    agree = sign == np.where(flat.sum(axis=0) >= 0, 1.0, -1.0)
+    weighted = flat * coeffs.reshape(n, 1)
+    mixed = (weighted * agree).sum(axis=0) / np.maximum(agree.sum(axis=0), 1)
+    return mixed.reshape(deltas.shape[1:])
 
 
 def gateway_seed(run_seed: int, version: int) -> int:

@@ -35,15 +35,19 @@ def exponential(decay: float) -> StalenessFn:
     return lambda tau: math.pow(decay, tau)
 
 
+# Run-config name -> builder from (a, b, decay); the one list of valid names.
+_BUILDERS: dict[str, Callable[[float, int, float], StalenessFn]] = {
+    "constant": lambda a, b, decay: constant(),
+    "polynomial": lambda a, b, decay: polynomial(a),
+    "hinge": lambda a, b, decay: hinge(a, b),
+    "exponential": lambda a, b, decay: exponential(decay),
+}
+STALENESS_FUNCTIONS = tuple(_BUILDERS)
+
+
 def make_staleness(name: str, *, a: float = 0.5, b: int = 4, decay: float = 0.5) -> StalenessFn:
     """Build a staleness function by its run-config name."""
-    if name == "constant":
-        return constant()
-    if name == "polynomial":
-        return polynomial(a)
-    if name == "hinge":
-        return hinge(a, b)
-    if name == "exponential":
-        return exponential(decay)
-    raise ValueError(f"unknown staleness function {name!r}; valid: constant, polynomial, "
-                     f"hinge, exponential")
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown staleness function {name!r}; valid: "
+                         f"{', '.join(STALENESS_FUNCTIONS)}")
+    return _BUILDERS[name](a, b, decay)

@@ -16,15 +16,16 @@ from typing import Any
 
 import torch
 
-from .codec import set_adapter_weights
-from .config import AppConfig, RouterConfig, parse_run_config
-from .contract import GATEWAY
-from .data import encode_prompt
-from .embedding import prompt_embeddings
-from .gateway import build_gateway
-from .model import ensure_adapter, load_base
-from .router import Route, Router, load_centroids
-from .rundir import RunView
+from fedmoe_flwr.config import AppConfig, RouterConfig, parse_run_config
+from fedmoe_flwr.contract import GATEWAY
+from fedmoe_flwr.merge.gateway import build_gateway
+from fedmoe_flwr.node.adapters import set_adapter_weights
+from fedmoe_flwr.node.data import encode_prompt
+from fedmoe_flwr.node.embedding import prompt_embeddings
+from fedmoe_flwr.node.model import ensure_adapter, load_base
+from fedmoe_flwr.routing.centroids import load_centroids
+from fedmoe_flwr.routing.router import Route, Router
+from fedmoe_flwr.server.rundir import RunView
 
 
 @dataclass(frozen=True)

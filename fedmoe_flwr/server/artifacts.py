@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from .aggregation import Weights
-from .config import ModelConfig
+from fedmoe_flwr.config import ModelConfig
+from fedmoe_flwr.lora import adapter_config
+from fedmoe_flwr.weights import Weights
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -57,7 +58,7 @@ def atomic_symlink(target: str, link: Path) -> None:
 
 def write_peft_adapter(directory: Path, weights: Weights, model_cfg: ModelConfig,
                        base_model: str, rank: int = 0, alpha: int = 0) -> None:
-    """Write a standard PEFT adapter directory with PEFT's own config writer.
+    """Write a standard PEFT adapter directory (``adapter_config.json`` + safetensors).
 
     The safetensors keys are PEFT's saved-adapter keys, so
     ``PeftModel.from_pretrained(base, directory)`` loads it as it would an
@@ -66,11 +67,8 @@ def write_peft_adapter(directory: Path, weights: Weights, model_cfg: ModelConfig
     """
     from safetensors.numpy import save_file
 
-    from .model import lora_config
-
-    cfg = lora_config(model_cfg, rank, alpha)
-    cfg.base_model_name_or_path = base_model
-    cfg.save_pretrained(str(directory))
+    config = adapter_config(model_cfg, base_model, rank, alpha)
+    (directory / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sorted(weights.items())},
               str(directory / "adapter_model.safetensors"), metadata={"format": "pt"})
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-Weights = dict[str, np.ndarray]
+from ..weights import Weights
 
 
 def fedasync_mix(current: Weights, client: Weights, mixing: float) -> Weights:
@@ -21,7 +21,7 @@ def fedasync_mix(current: Weights, client: Weights, mixing: float) -> Weights:
     """
     if not 0.0 <= mixing <= 1.0:
         raise ValueError(f"mixing weight must be in [0, 1], got {mixing}")
-    return {k: ((1.0 - mixing) * current[k] + mixing * client[k]).astype(np.float32)
+    return {k: ((1.0 - mixing) * current[k] + mixing * client[k]).astype(np.float32, copy=False)
             for k in current}
 
 
@@ -33,7 +33,7 @@ def weighted_average(weights: Sequence[Weights], coefficients: Sequence[float]) 
     if total <= 0:
         raise ValueError(f"coefficients must sum to a positive value, got {total}")
     return {k: (sum(c * w[k] for w, c in zip(weights, coefficients, strict=True)) / total)
-            .astype(np.float32) for k in weights[0]}
+            .astype(np.float32, copy=False) for k in weights[0]}
 
 
 def fedbuff_staleness_weight(staleness: int) -> float:
@@ -53,4 +53,4 @@ def fedbuff_apply(current: Weights, deltas: Sequence[Weights], scales: Sequence[
     k = len(deltas)
     return {key: (current[key] + server_lr * sum(s * d[key] for d, s in
                                                  zip(deltas, scales, strict=True)) / k)
-            .astype(np.float32) for key in current}
+            .astype(np.float32, copy=False) for key in current}

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .data import IGNORE_INDEX
+from fedmoe_flwr.node.data import IGNORE_INDEX
 
 
 @dataclass(frozen=True)

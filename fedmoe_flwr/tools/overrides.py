@@ -6,7 +6,7 @@ drop the preset.  ``scripts/run.sh`` passes every value through this module
 instead (TOML files and ``"k=v k2='text'"`` strings, later ones win) and
 hands flwr the single merged file.
 
-Usage: ``python -m fedmoe_flwr.overrides OUT.toml VALUE [VALUE ...]``
+Usage: ``python -m fedmoe_flwr.tools.overrides OUT.toml VALUE [VALUE ...]``
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
+from fedmoe_flwr.config import ConfigError
 
 _PAIR = re.compile(r"""\s*([^=\s]+)\s*=\s*('[^']*'|"(?:[^"\\]|\\.)*"|\S+)""")
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .aggregation import Weights
-from .codec import set_adapter_weights
-from .config import AppConfig
-from .model import LoadedModel, ensure_adapter, load_base
-from .node import NodeSettings, node_data, resolve_data_path
-from .training import evaluate_loss
+from fedmoe_flwr.config import AppConfig
+from fedmoe_flwr.node.adapters import set_adapter_weights
+from fedmoe_flwr.node.model import LoadedModel, ensure_adapter, load_base
+from fedmoe_flwr.node.settings import NodeSettings, node_data, resolve_data_path
+from fedmoe_flwr.node.training import evaluate_loss
+from fedmoe_flwr.weights import Weights
 
 SCRATCH = "_score"  # adapter slot the scored weights are loaded into
 

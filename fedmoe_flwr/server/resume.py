@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, ModelConfig
-from .contract import ROUTER_FILE
-from .experts import ExpertState
-from .model import lora_signature
-from .rundir import RunDirError, RunView
+from fedmoe_flwr.config import ConfigError, ModelConfig
+from fedmoe_flwr.contract import ROUTER_FILE
+from fedmoe_flwr.lora import lora_signature
+from fedmoe_flwr.server.experts import ExpertState
+from fedmoe_flwr.server.rundir import RunDirError, RunView
 
 
 @dataclass

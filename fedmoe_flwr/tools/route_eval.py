@@ -12,10 +12,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import AppConfig, ConfigError
-from .data import load_local_data
-from .node import resolve_data_path
-from .router import Router
+from fedmoe_flwr.config import AppConfig, ConfigError
+from fedmoe_flwr.node.data import load_local_data
+from fedmoe_flwr.node.settings import resolve_data_path
+from fedmoe_flwr.routing.router import Router
 
 NONE = "(none)"  # a router that chose no expert (keywords without a match)
 

@@ -24,9 +24,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .config import ROUTER_COMBINE, ROUTER_METHODS, ConfigError
-from .export import FORMATS, MERGED_DTYPES, export_adapter
-from .rundir import RunDirError, RunView
+from fedmoe_flwr.config import ROUTER_COMBINE, ROUTER_METHODS, ConfigError
+from fedmoe_flwr.server.rundir import RunDirError, RunView
+from fedmoe_flwr.tools.export import FORMATS, MERGED_DTYPES, export_adapter
 
 
 def _size(n: int) -> str:
@@ -88,7 +88,7 @@ def _router_overrides(args: argparse.Namespace) -> dict:
 
 def cmd_ask(args: argparse.Namespace, console: Console) -> None:
     """Route one prompt, generate, and show the experts used and their scores."""
-    from .inference import Assistant, run_app_config
+    from fedmoe_flwr.tools.inference import Assistant, run_app_config
 
     run_dir, rest = _split_run_dir(args.items, "PROMPT")
     if len(rest) != 1:
@@ -110,8 +110,8 @@ def cmd_ask(args: argparse.Namespace, console: Console) -> None:
 
 def cmd_route_eval(args: argparse.Namespace, console: Console) -> None:
     """Accuracy and confusion matrix of every router on labelled prompts."""
-    from .inference import Assistant, run_app_config
-    from .route_eval import NONE, evaluate_router, load_labelled
+    from fedmoe_flwr.tools.inference import Assistant, run_app_config
+    from fedmoe_flwr.tools.route_eval import NONE, evaluate_router, load_labelled
 
     run_dir, files = _split_run_dir(args.items, "FILE.jsonl")
     run = RunView(run_dir)

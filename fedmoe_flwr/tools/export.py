@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .aggregation import Weights
-from .rundir import AdapterInfo, RunDirError
+from fedmoe_flwr.server.rundir import AdapterInfo, RunDirError
+from fedmoe_flwr.weights import Weights
 
 FORMATS = ("peft", "npz", "merged")
 MERGED_DTYPES = ("bfloat16", "float16", "float32")
@@ -112,7 +112,7 @@ def _save_merged(info: AdapterInfo, out: Path, dtype: str) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .tiny_model import resolve_model_path
+    from fedmoe_flwr.node.tiny_model import resolve_model_path
 
     base_name = info.config.get("base_model_name_or_path") or ""
     if not base_name:

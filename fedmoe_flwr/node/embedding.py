@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import prompt_text
+from fedmoe_flwr.node.data import prompt_text
 
 
 @torch.no_grad()

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import AppConfig, ConfigError
-from .data import LocalData, load_local_data, tokenize
-
-APP_DIR = Path(__file__).resolve().parent.parent
+from fedmoe_flwr import APP_DIR
+from fedmoe_flwr.config import AppConfig, ConfigError
+from fedmoe_flwr.node.data import LocalData, load_local_data, tokenize
 
 _DATA_CACHE: dict[tuple, tuple[LocalData, list[dict], list[dict]]] = {}
 

@@ -10,7 +10,6 @@ differ between a GPU node (bf16 compute) and a CPU laptop (fp32 compute).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 import zlib
@@ -20,7 +19,8 @@ from typing import Any
 
 import torch
 
-from .config import ModelConfig
+from ..config import ModelConfig
+from ..lora import lora_kwargs
 from .tiny_model import resolve_model_path
 
 log = logging.getLogger(__name__)
@@ -77,18 +77,10 @@ def model_fingerprint(path: str) -> str:
 
 
 def lora_config(cfg: ModelConfig, rank: int = 0, alpha: int = 0) -> Any:
-    """The PEFT ``LoraConfig`` every node and the server agree on.
-
-    ``rank`` / ``alpha`` override the run's values for merged adapters (a
-    ``cat`` gateway has rank experts x r).
-    """
+    """The PEFT ``LoraConfig`` every node and the server agree on (see ``lora.py``)."""
     from peft import LoraConfig
 
-    return LoraConfig(
-        r=rank or cfg.lora_r, lora_alpha=alpha or (rank or cfg.lora_alpha),
-        lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
-    )
+    return LoraConfig(**lora_kwargs(cfg, rank, alpha))
 
 
 def check_target_modules(model: torch.nn.Module, targets: tuple[str, ...]) -> None:
@@ -181,9 +173,3 @@ def ensure_adapter(loaded: LoadedModel, specialty: str, cfg: ModelConfig, rank: 
             torch.manual_seed(zlib.crc32(specialty.encode()))
             model.add_adapter(specialty, lora_config(cfg, rank, alpha))
     model.set_adapter(specialty)
-
-
-def lora_signature(cfg: ModelConfig) -> dict[str, Any]:
-    """What must match between nodes and server for adapters to be exchangeable."""
-    return {"r": cfg.lora_r, "alpha": cfg.lora_alpha,
-            "target_modules": json.dumps(sorted(cfg.target_modules))}

@@ -1,0 +1,78 @@
+"""The centroid router's knowledge: each specialty's mean prompt embedding.
+
+Every node sends, at registration, one vector: the mean base-model embedding
+of up to ``router.centroid-examples`` of its training prompts (no text leaves
+the node).  The server keeps one per node and writes, per specialty, the
+example-weighted mean over its nodes to ``router.json`` in the run directory,
+which ``fedmoe ask`` / ``route-eval`` read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedmoe_flwr.config import ConfigError
+from fedmoe_flwr.contract import ROUTER_FILE
+
+MAX_CENTROID_DIM = 65_536  # a hidden size far above any Qwen's (7B: 3584)
+
+
+class CentroidBook:
+    """Per-node centroids and their per-specialty means (the content of ``router.json``)."""
+
+    def __init__(self, embedding_layer: int) -> None:
+        self.embedding_layer = embedding_layer
+        self.by_node: dict[int, tuple[str, np.ndarray, int]] = {}  # node -> (spec, mean, n)
+
+    def add(self, node_id: int, specialty: str, vec: Any, count: Any) -> str | None:
+        """Keep one node's centroid; return why it is unusable instead (None = kept)."""
+        dims = {v.shape for _, v, _ in self.by_node.values()}
+        if not isinstance(vec, np.ndarray) or vec.ndim != 1 or not 0 < vec.size <= \
+                MAX_CENTROID_DIM or not np.issubdtype(vec.dtype, np.floating) or \
+                not np.isfinite(vec).all():
+            return f"centroid of shape {getattr(vec, 'shape', None)} is not a finite vector"
+        if dims and vec.shape not in dims:
+            return f"centroid of shape {vec.shape} differs from the others' {sorted(dims)}"
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            return f"centroid example count {count!r} is not a positive integer"
+        self.by_node[node_id] = (specialty, vec.astype(np.float32), count)
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``router.json`` document: per specialty, centroid, examples and nodes."""
+        per: dict[str, dict[str, Any]] = {}
+        for specialty, v, n in self.by_node.values():
+            entry = per.setdefault(specialty, {"sum": np.zeros_like(v, dtype=np.float64),
+                                               "examples": 0, "nodes": 0})
+            entry["sum"] = entry["sum"] + n * v
+            entry["examples"] += n
+            entry["nodes"] += 1
+        return {
+            "embedding": f"base model hidden_states[{self.embedding_layer}], mean-pooled over "
+                         "the chat-templated prompt, L2-normalised; centroid = "
+                         "example-weighted mean over nodes",
+            "embedding_layer": self.embedding_layer,
+            "specialties": {s: {"centroid": (e["sum"] / e["examples"]).tolist(),
+                                "examples": e["examples"], "nodes": e["nodes"]}
+                            for s, e in sorted(per.items())},
+        }
+
+
+def load_centroids(run_root: Path) -> dict[str, np.ndarray]:
+    """Per-specialty centroids the nodes sent at registration (``router.json``)."""
+    path = run_root / ROUTER_FILE
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist: the run's nodes sent no centroids "
+                          f"(router.centroid-examples = 0, or the run is older); use "
+                          f"--router loss or keywords")
+    try:
+        data = json.loads(path.read_text())
+        return {s: np.asarray(e["centroid"], dtype=np.float32)
+                for s, e in data["specialties"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ConfigError(f"{path} is damaged ({type(err).__name__}: {err}); use --router "
+                          f"loss or keywords") from None

@@ -1,0 +1,87 @@
+"""Admission: a node's query reply decides whether, and as what, it joins the run."""
+
+from __future__ import annotations
+
+import logging
+
+from flwr.app import RecordDict
+
+from fedmoe_flwr.config import AppConfig
+from fedmoe_flwr.contract import ROUTER_FILE
+from fedmoe_flwr.lora import lora_signature
+from fedmoe_flwr.merge.validation import UpdateRejected
+from fedmoe_flwr.routing.centroids import CentroidBook
+from fedmoe_flwr.server.federation import Federation
+from fedmoe_flwr.server.intake import (
+    Registration,
+    check_initial_adapter,
+    guarded,
+    parse_registration,
+)
+from fedmoe_flwr.server.nodes import NodeInfo, NodeTable
+
+log = logging.getLogger("fedmoe.server")
+
+
+class Admission:
+    """Registers compatible nodes, refuses the others with a reason, keeps their centroids."""
+
+    def __init__(self, cfg: AppConfig, federation: Federation, nodes: NodeTable,
+                 centroids: CentroidBook) -> None:
+        self.cfg = cfg
+        self.federation = federation
+        self.nodes = nodes
+        self.centroids = centroids
+        self.known = frozenset(cfg.run.specialties)
+
+    def receive(self, content: RecordDict, node_id: int) -> NodeInfo | None:
+        """Admit the node that sent this query reply, or refuse it (None)."""
+        try:
+            reg = guarded(parse_registration, content, node_id)
+            self._check(reg)
+            if reg.specialty not in self.federation.experts:
+                like = next(iter(self.federation.experts.values()), None)
+                init = guarded(check_initial_adapter, reg.adapter, self.cfg.model.lora_r,
+                               like.weights if like else None)
+                self.federation.add_expert(reg.specialty, init)
+        except UpdateRejected as err:
+            self._refuse(node_id, f"{err.reason}: {err.detail}")
+            return None
+        node = NodeInfo(node_id, reg.specialty, reg.num_train, reg.num_eval, reg.device,
+                        reg.fingerprint)
+        self.nodes.add(node)
+        if reg.centroid is not None:
+            self._keep_centroid(reg)
+        log.info("node %s registered: %s, %d train / %d eval examples, %s", node_id,
+                 reg.specialty, reg.num_train, reg.num_eval, reg.device)
+        self.federation.run_dir.log_event("register", node=str(node_id),
+                                          specialty=reg.specialty, num_train=reg.num_train,
+                                          device=reg.device)
+        return node
+
+    def _check(self, reg: Registration) -> None:
+        expected = lora_signature(self.cfg.model)
+        fingerprints = self.nodes.fingerprints()
+        if reg.specialty not in self.known:
+            raise UpdateRejected("unknown-specialty", f"{reg.specialty!r}; this run trains "
+                                 f"{sorted(self.known)}")
+        if reg.signature != expected:
+            raise UpdateRejected("lora-mismatch", f"LoRA signature {reg.signature} differs "
+                                 f"from the server's {expected}")
+        if fingerprints and reg.fingerprint not in fingerprints:
+            raise UpdateRejected("base-mismatch", f"base model fingerprint {reg.fingerprint} "
+                                 f"differs from {sorted(fingerprints)}")
+
+    def _refuse(self, node_id: int, reason: str) -> None:
+        self.nodes.refuse(node_id, reason)
+        log.warning("node %s refused: %s", node_id, reason)
+        self.federation.run_dir.log_event("refused", node=str(node_id), reason=reason)
+
+    def _keep_centroid(self, reg: Registration) -> None:
+        problem = self.centroids.add(reg.node_id, reg.specialty, reg.centroid,
+                                     reg.centroid_count)
+        if problem:
+            log.warning("node %s: %s; the centroid router will not use it", reg.node_id,
+                        problem)
+            return
+        self.federation.run_dir.write_json(ROUTER_FILE, self.centroids.to_json())

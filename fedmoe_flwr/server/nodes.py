@@ -1,0 +1,56 @@
+"""Which nodes the server knows: registered, refused, or lost and allowed to rejoin."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+REJOIN_BACKOFF_S = 30.0  # a node that sent an error reply is re-queried after this
+
+
+@dataclass
+class NodeInfo:
+    """A registered node, from its query reply."""
+
+    node_id: int
+    specialty: str
+    num_train: int
+    num_eval: int
+    device: str
+    fingerprint: str
+
+
+class NodeTable:
+    """Registered nodes, refused ones (never asked again) and lost ones (asked after a pause)."""
+
+    def __init__(self) -> None:
+        self.registered: dict[int, NodeInfo] = {}
+        self.refused: dict[int, str] = {}  # node id -> reason
+        self.lost_at: dict[int, float] = {}  # node id -> time of its error reply
+
+    def to_query(self, online: Iterable[int], busy: set[int], now: float) -> list[int]:
+        """Online nodes that are neither registered, refused, busy nor in their rejoin pause."""
+        return [n for n in online if n not in self.registered and n not in self.refused
+                and n not in busy and now - self.lost_at.get(n, -1e18) >= REJOIN_BACKOFF_S]
+
+    def add(self, node: NodeInfo) -> None:
+        """Register a node (again, after a loss)."""
+        self.registered[node.node_id] = node
+        self.lost_at.pop(node.node_id, None)
+
+    def refuse(self, node_id: int, reason: str) -> None:
+        """Never ask this node again in this run."""
+        self.refused[node_id] = reason
+
+    def lose(self, node_id: int, now: float) -> None:
+        """Drop a node after an error reply; it may rejoin after the backoff."""
+        self.registered.pop(node_id, None)
+        self.lost_at[node_id] = now
+
+    def specialties(self) -> set[str]:
+        """Specialties with at least one registered node."""
+        return {n.specialty for n in self.registered.values()}
+
+    def fingerprints(self) -> set[str]:
+        """Base-model fingerprints of the registered nodes (they must all agree)."""
+        return {n.fingerprint for n in self.registered.values()}

@@ -1,0 +1,63 @@
+"""The end of a run: ``summary.json``, ``progress.png`` and the tables a person reads."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from fedmoe_flwr.server.evaluation import Evaluator
+from fedmoe_flwr.server.federation import Federation
+from fedmoe_flwr.server.nodes import NodeTable
+from fedmoe_flwr.server.plot import plot_progress
+from fedmoe_flwr.server.report import eval_table, summary_table
+
+log = logging.getLogger("fedmoe.server")
+
+
+@dataclass
+class RunStats:
+    """Counters of the whole run, for the summary and the benchmark."""
+
+    updates: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)
+    discarded: int = 0  # updates that arrived after run.max-updates was reached
+    late: int = 0  # synchronous rounds: replies that arrived after their round closed
+    examples_capped: int = 0  # updates claiming more examples than the node registered
+    bytes_received: int = 0
+
+
+def write_summary(strategy: str, duration: float, stats: RunStats, bytes_sent: int,
+                  federation: Federation, evaluator: Evaluator,
+                  nodes: NodeTable) -> dict[str, Any]:
+    """Write ``summary.json``, draw ``progress.png`` and log the tables."""
+    fed = federation
+    summary = {
+        "strategy": strategy,
+        "duration_s": round(duration, 3),
+        "updates": stats.updates,
+        "discarded_after_cap": stats.discarded,
+        "late_dropped": stats.late,
+        "examples_capped": stats.examples_capped,
+        "rejected": dict(stats.rejected),
+        "errors": {str(k): v for k, v in stats.errors.items()},
+        "bytes_sent": bytes_sent,
+        "bytes_received": stats.bytes_received,
+        "experts": {s: e.meta() for s, e in sorted(fed.experts.items())},
+        "gateway": fed.gateway.meta() if fed.gateway else None,
+        "eval": {"initial": evaluator.initial, "final": evaluator.matrix},
+        "nodes": {str(n.node_id): n.specialty for n in nodes.registered.values()},
+        "refused": {str(n): reason for n, reason in nodes.refused.items()},
+    }
+    run_dir = fed.run_dir
+    run_dir.write_json("summary.json", summary)
+    run_dir.log_event("end", updates=stats.updates)
+    try:
+        plot_progress(run_dir.root / "metrics.jsonl", run_dir.root / "progress.png")
+    except Exception as err:  # a plot must never fail a finished run
+        log.warning("could not draw progress.png: %s", err)
+    log.info("\n%s", summary_table(summary))
+    log.info("\n%s", eval_table(evaluator.initial, evaluator.matrix))
+    return summary
