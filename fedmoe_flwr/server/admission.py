@@ -38,38 +38,37 @@ class Admission:
         """Admit the node that sent this query reply, or refuse it (None)."""
         try:
             reg = guarded(parse_registration, content, node_id)
+            node = reg.node
             self._check(reg)
-            if reg.specialty not in self.federation.experts:
+            if node.specialty not in self.federation.experts:
                 like = next(iter(self.federation.experts.values()), None)
                 init = guarded(check_initial_adapter, reg.adapter, self.cfg.model.lora_r,
                                like.weights if like else None)
-                self.federation.add_expert(reg.specialty, init)
+                self.federation.add_expert(node.specialty, init)
         except UpdateRejected as err:
             self._refuse(node_id, f"{err.reason}: {err.detail}")
             return None
-        node = NodeInfo(node_id, reg.specialty, reg.num_train, reg.num_eval, reg.device,
-                        reg.fingerprint)
         self.nodes.add(node)
         if reg.centroid is not None:
             self._keep_centroid(reg)
         log.info("node %s registered: %s, %d train / %d eval examples, %s", node_id,
-                 reg.specialty, reg.num_train, reg.num_eval, reg.device)
+                 node.specialty, node.num_train, node.num_eval, node.device)
         self.federation.run_dir.log_event("register", node=str(node_id),
-                                          specialty=reg.specialty, num_train=reg.num_train,
-                                          device=reg.device)
+                                          specialty=node.specialty, num_train=node.num_train,
+                                          device=node.device)
         return node
 
     def _check(self, reg: Registration) -> None:
         expected = lora_signature(self.cfg.model)
         fingerprints = self.nodes.fingerprints()
-        if reg.specialty not in self.known:
-            raise UpdateRejected("unknown-specialty", f"{reg.specialty!r}; this run trains "
+        if reg.node.specialty not in self.known:
+            raise UpdateRejected("unknown-specialty", f"{reg.node.specialty!r}; this run trains "
                                  f"{sorted(self.known)}")
         if reg.signature != expected:
             raise UpdateRejected("lora-mismatch", f"LoRA signature {reg.signature} differs "
                                  f"from the server's {expected}")
-        if fingerprints and reg.fingerprint not in fingerprints:
-            raise UpdateRejected("base-mismatch", f"base model fingerprint {reg.fingerprint} "
+        if fingerprints and reg.node.fingerprint not in fingerprints:
+            raise UpdateRejected("base-mismatch", f"base model fingerprint {reg.node.fingerprint} "
                                  f"differs from {sorted(fingerprints)}")
 
     def _refuse(self, node_id: int, reason: str) -> None:
@@ -78,10 +77,10 @@ class Admission:
         self.federation.run_dir.log_event("refused", node=str(node_id), reason=reason)
 
     def _keep_centroid(self, reg: Registration) -> None:
-        problem = self.centroids.add(reg.node_id, reg.specialty, reg.centroid,
+        problem = self.centroids.add(reg.node.node_id, reg.node.specialty, reg.centroid,
                                      reg.centroid_count)
         if problem:
-            log.warning("node %s: %s; the centroid router will not use it", reg.node_id,
+            log.warning("node %s: %s; the centroid router will not use it", reg.node.node_id,
                         problem)
             return
         self.federation.run_dir.write_json(ROUTER_FILE, self.centroids.to_json())

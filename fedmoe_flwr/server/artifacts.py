@@ -1,6 +1,6 @@
 """The run directory: PEFT adapter directories, metrics and summary, written atomically.
 
-Layout (the user-facing contract of DESIGN.md)::
+Layout (the user-facing contract, documented in README)::
 
     <output-dir>/<run-name>/experts/<specialty>/   adapter_config.json,
                                                    adapter_model.safetensors, meta.json

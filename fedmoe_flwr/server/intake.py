@@ -21,6 +21,7 @@ from fedmoe_flwr import contract as C
 from fedmoe_flwr.config import ConfigError, check_name
 from fedmoe_flwr.merge.gateway import SUFFIX_A, SUFFIX_B, lora_modules
 from fedmoe_flwr.merge.validation import UpdateRejected, check_weights, update_norm_ratio
+from fedmoe_flwr.server.nodes import NodeInfo
 from fedmoe_flwr.weights import Weights, from_array_record
 
 T = TypeVar("T")
@@ -73,12 +74,7 @@ def _records(content: RecordDict, *, arrays: tuple[str, ...] = (), metrics: tupl
 class Registration:
     """A parsed query reply: who the node is, and what it brings."""
 
-    node_id: int
-    specialty: str
-    num_train: int
-    num_eval: int
-    device: str
-    fingerprint: str
+    node: NodeInfo
     signature: dict[str, Any]  # LoRA r, alpha, target modules
     adapter: Weights | None  # its specialty's initial adapter
     centroid: Any  # the "mean" array, or None
@@ -98,11 +94,11 @@ def parse_registration(content: RecordDict, node_id: int) -> Registration:
     centroid = None
     if C.CENTROID in content.array_records:
         centroid = from_array_record(content.array_records[C.CENTROID]).get("mean")
+    node = NodeInfo(node_id, specialty, _number(info, C.NUM_TRAIN, 0, MAX_COUNT, integer=True),
+                    _number(info, C.NUM_EVAL, 0, MAX_COUNT, integer=True),
+                    _text(info, C.DEVICE)[:64], _text(info, C.MODEL_FINGERPRINT)[:256])
     return Registration(
-        node_id, specialty, _number(info, C.NUM_TRAIN, 0, MAX_COUNT, integer=True),
-        _number(info, C.NUM_EVAL, 0, MAX_COUNT, integer=True), _text(info, C.DEVICE)[:64],
-        _text(info, C.MODEL_FINGERPRINT)[:256],
-        {"r": info.get(C.LORA_R), "alpha": info.get(C.LORA_ALPHA),
+        node, {"r": info.get(C.LORA_R), "alpha": info.get(C.LORA_ALPHA),
          "target_modules": info.get(C.LORA_TARGETS)},
         adapter, centroid, info.get(C.CENTROID_COUNT, 1))
 

@@ -55,7 +55,7 @@ class RunView:
     def __init__(self, path: str | Path | None = None) -> None:
         given = Path(path) if path else DEFAULT_RUN_DIR
         if not given.exists():
-            hint = ("start a run with `bash scripts/run.sh`, or pass RUN_DIR" if not path
+            hint = ("start a run first, or pass RUN_DIR" if not path
                     else "check the path (run directories are under run.output-dir)")
             raise RunDirError(f"run directory {given} does not exist; {hint}")
         self.root = given.resolve()

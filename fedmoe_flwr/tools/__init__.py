@@ -1,1 +1,1 @@
-"""The user's tools: the ``fedmoe`` command (inspect, export, ask, route-eval), run.sh help."""
+"""The user's tools: the ``fedmoe`` command (inspect, export, ask, route-eval) and helpers."""

@@ -2,64 +2,53 @@
 
 flwr 1.41 keeps only the last ``--run-config`` it is given, so
 ``--run-config conf/fedavg.toml --run-config "run.duration=30"`` would silently
-drop the preset.  ``scripts/run.sh`` passes every value through this module
-instead (TOML files and ``"k=v k2='text'"`` strings, later ones win) and
-hands flwr the single merged file.
+drop the preset.  The run script passes every value through this module
+instead (TOML files and ``"k=v k2='text'"`` strings, later ones win) and hands
+flwr the single merged file.  Each value is parsed by Flower's own
+``parse_config_args``, exactly as ``flwr run`` would parse it, and the result
+is written with ``tomli_w``; this module only adds what Flower does not do:
+refusing text that is not a ``key=value`` pair (Flower skips it silently) and
+naming the pair that is not a TOML value.
 
 Usage: ``python -m fedmoe_flwr.tools.overrides OUT.toml VALUE [VALUE ...]``
 """
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+from flwr.common.config import parse_config_args
+
 from fedmoe_flwr.config import ConfigError
 
-_PAIR = re.compile(r"""\s*([^=\s]+)\s*=\s*('[^']*'|"(?:[^"\\]|\\.)*"|\S+)""")
-
-
-def _flatten(prefix: str, table: dict[str, Any], out: dict[str, Any]) -> None:
-    for key, value in table.items():
-        if isinstance(value, dict):
-            _flatten(f"{prefix}{key}.", value, out)
-        else:
-            out[f"{prefix}{key}"] = value
+_PAIR = re.compile(r"(\S+?)=('[^']*'|\"[^\"]*\"|\S+)")  # the pairs parse_config_args finds
 
 
 def parse_value(value: str) -> dict[str, Any]:
     """One ``--run-config`` value: a TOML file path, or ``k=v`` pairs."""
-    path = Path(value)
     if value.endswith(".toml"):
-        if not path.exists():
+        if not Path(value).expanduser().exists():
             raise ConfigError(f"--run-config file {value} does not exist")
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            return dict(parse_config_args([value]))
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"--run-config file {value}: {err}") from None
-        out: dict[str, Any] = {}
-        _flatten("", data, out)
-        return out
-    out = {}
-    pos = 0
-    for match in _PAIR.finditer(value):
-        if value[pos:match.start()].strip():
-            break
-        key, raw = match.group(1), match.group(2)
+    leftover = _PAIR.sub(" ", value).strip()
+    if leftover:
+        raise ConfigError(f"--run-config {value!r}: cannot parse {leftover!r}; use key=value "
+                          f"pairs separated by spaces, or a .toml file")
+    for key, raw in _PAIR.findall(value):
         try:
-            out[key] = tomllib.loads(f"v = {raw}")["v"]
+            tomllib.loads(f"v = {raw}")
         except tomllib.TOMLDecodeError:
             raise ConfigError(f"--run-config value for {key!r} is not a TOML value: {raw} "
                               f"(quote strings: {key}='text')") from None
-        pos = match.end()
-    if value[pos:].strip():
-        raise ConfigError(f"--run-config {value!r}: cannot parse {value[pos:].strip()!r}; "
-                          f"use key=value pairs separated by spaces, or a .toml file")
-    return out
+    return dict(parse_config_args([value]))
 
 
 def merge(values: list[str]) -> dict[str, Any]:
@@ -71,19 +60,8 @@ def merge(values: list[str]) -> dict[str, Any]:
 
 
 def to_toml(flat: dict[str, Any]) -> str:
-    """Flat dotted keys as TOML (quoted keys; JSON strings are valid TOML basic strings)."""
-    lines = []
-    for key, value in flat.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, (int, float)):
-            text = repr(value)
-        elif isinstance(value, str):
-            text = json.dumps(value)
-        else:
-            raise ConfigError(f"run config key {key!r}: unsupported value {value!r}")
-        lines.append(f"{json.dumps(key)} = {text}")
-    return "\n".join(lines) + "\n"
+    """Flat dotted keys as TOML (each key quoted, so flwr reads it back flat)."""
+    return tomli_w.dumps(flat)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         Path(args[0]).write_text(to_toml(merge(args[1:])), encoding="utf-8")
     except ConfigError as err:
-        print(f"run.sh: error: {err}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
 
