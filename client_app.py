@@ -1,12 +1,14 @@
 """Flower ClientApp: a node that trains its specialty's LoRA expert on local data.
 
 Thin wiring: read config -> get model -> load adapter -> train/evaluate ->
-reply.  The model is loaded once per process and reused (simulation keeps
-the process; in deployment each message starts a new one).
+reply.  The model is loaded once per process and reused: a simulation actor
+and a warm deployment worker (``fedmoe_flwr.node.worker``) keep their process
+across messages; a stock ``flwr-clientapp`` process handles one.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -22,6 +24,7 @@ from fedmoe_flwr.node.embedding import domain_centroid
 from fedmoe_flwr.node.model import LoadedModel, ensure_adapter, load_base
 from fedmoe_flwr.node.settings import NodeSettings, node_data, node_settings
 from fedmoe_flwr.node.training import evaluate_loss, train_for_budget
+from fedmoe_flwr.node.worker import TASK_STARTED_ENV
 from fedmoe_flwr.weights import from_array_record, to_array_record
 
 app = ClientApp()
@@ -30,7 +33,16 @@ _first_message = True
 
 
 def _process_seconds() -> float:
-    """Process start-up cost paid by this message: creation -> handler, first message only."""
+    """Start-up cost paid by this message before its handler ran.
+
+    In a warm worker (``fedmoe_flwr.node.worker``): task acquisition -> handler
+    (message pull, FAB install, app import on the first task).  In a process of
+    its own (stock ``flwr-clientapp``, simulation): process creation -> handler
+    for the process's first message, then 0.
+    """
+    started = os.environ.get(TASK_STARTED_ENV)
+    if started:
+        return max(0.0, time.time() - float(started))
     global _first_message
     if not _first_message:
         return 0.0
@@ -99,6 +111,7 @@ def train(msg: Message, context: Context) -> Message:
         C.NUM_EXAMPLES: result.examples, C.TRAIN_LOSS: result.loss, C.STEPS: result.steps,
         C.TOKENS: result.tokens, C.TRAIN_SECONDS: result.seconds, C.LOAD_SECONDS: load_s,
         C.BASE_VERSION: int(instr[C.VERSION]), C.PROCESS_SECONDS: process_s,
+        C.PROCESS_ID: os.getpid(),
     })
     adapter = to_array_record(get_adapter_weights(loaded.peft_model, node.specialty))
     return Message(RecordDict({C.ADAPTER: adapter, C.METRICS: metrics}), reply_to=msg)

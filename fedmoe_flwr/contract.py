@@ -54,6 +54,8 @@ LOAD_SECONDS = "load-seconds"
 # Flower runtime). Non-zero only for a process's first message: in deployment every message
 # starts a new process; a simulation actor reuses one.
 PROCESS_SECONDS = "process-seconds"
+# Optional: the pid of the process that handled the message (a warm worker keeps one pid).
+PROCESS_ID = "process-id"
 BASE_VERSION = "base-version"
 
 TRAIN_METRIC_KEYS = (NUM_EXAMPLES, TRAIN_LOSS, STEPS, TOKENS, TRAIN_SECONDS, LOAD_SECONDS,

@@ -98,12 +98,20 @@ write_connection() {  # the flwr CLI's connection "fedmoe" to this SuperLink
 
 cmd_superlink() {
   local action="${1:-status}"; shift || true
-  local pidfile="$PIDS/superlink.pid" insecure=0
-  for a in "$@"; do [ "$a" = --insecure ] && insecure=1; done
+  local pidfile="$PIDS/superlink.pid" insecure=0 host="${FEDMOE_SUPERLINK_HOST:-}"
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --insecure) insecure=1; shift ;;
+      --host) host="${2:?--host needs an address}"; shift 2 ;;
+      *) die "unknown option $1 (superlink start [--insecure] [--host ADDR])" ;;
+    esac
+  done
+  # Without TLS nothing but this machine may connect, unless --host says otherwise.
+  [ -n "$host" ] || { [ "$insecure" = 1 ] && host=127.0.0.1 || host=0.0.0.0; }
   case "$action" in
     start)
       alive "$pidfile" && die "the SuperLink is already running (pid $(cat "$pidfile")); 'deploy.sh superlink stop' first"
-      local args=(--host "${FEDMOE_SUPERLINK_HOST:-0.0.0.0}" --port "$PORT" --database "$DEPLOY/superlink.db"
+      local args=(--host "$host" --port "$PORT" --database "$DEPLOY/superlink.db"
                   --isolation subprocess --disable-runtime-dependency-installation)
       if [ "$insecure" = 1 ]; then
         echo "WARNING: insecure SuperLink: no TLS, no SuperNode authentication (single trusted machine only)"
@@ -116,13 +124,14 @@ cmd_superlink() {
       (cd "$ROOT" && exec setsid flower-superlink "${args[@]}" >"$LOGS/superlink.log" 2>&1) &
       echo $! >"$pidfile"
       write_connection "127.0.0.1:$PORT" "$insecure" "$CERTS/ca.crt"
-      local scheme=https; [ "$insecure" = 1 ] && scheme=http
+      local scheme=https probe="$host"; [ "$insecure" = 1 ] && scheme=http
+      [ "$host" = 0.0.0.0 ] && probe=127.0.0.1
       for _ in $(seq 1 120); do
-        curl -fsk "$scheme://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
+        curl -fsk "$scheme://$probe:$PORT/health" >/dev/null 2>&1 && break
         alive "$pidfile" || die "the SuperLink exited; see $LOGS/superlink.log"
         sleep 0.5
       done
-      echo "SuperLink pid $(cat "$pidfile") on port $PORT ($([ "$insecure" = 1 ] && echo insecure || echo 'TLS + SuperNode auth')); log $LOGS/superlink.log"
+      echo "SuperLink pid $(cat "$pidfile") on $host:$PORT ($([ "$insecure" = 1 ] && echo insecure || echo 'TLS + SuperNode auth')); log $LOGS/superlink.log"
       ;;
     stop) stop_pid "$pidfile" "SuperLink" ;;
     status) alive "$pidfile" && echo "SuperLink running (pid $(cat "$pidfile"), port $PORT)" || echo "SuperLink not running" ;;
@@ -138,13 +147,28 @@ cmd_register() {
   flwr supernode register "$pub" fedmoe
 }
 
+start_worker() {  # the warm ClientApp worker next to SuperNode $1 (Runtime API port $2)
+  local name="$1" port="$2" secret="$3" pidfile="$PIDS/worker-$1.pid"
+  (cd "$ROOT" && exec setsid python -m fedmoe_flwr.node.worker --runtime-api "127.0.0.1:$port" \
+     --secret-file "$secret" >"$LOGS/worker-$name.log" 2>&1) &
+  echo $! >"$pidfile"
+}
+
+worker_status() {  # "worker pid P (process W)" or "no worker (cold: a process per message)"
+  local f="$PIDS/worker-$1.pid" child
+  [ -f "$f" ] || { echo "cold: a new ClientApp process per message"; return; }
+  alive "$f" || { echo "worker NOT running (stale pid file)"; return; }
+  child="$(pgrep -P "$(cat "$f")" -f fedmoe_flwr.node.worker | head -n 1)"
+  echo "warm worker: supervisor pid $(cat "$f"), worker pid ${child:-starting}"
+}
+
 cmd_supernode() {
   local action="${1:-status}"; shift || true
   case "$action" in
     start)
-      local name="${1:?usage: deploy.sh supernode start NAME --superlink HOST:PORT --specialty S --data FILE [--speed F] [--port P] [--ca FILE] [--insecure]}"
+      local name="${1:?usage: deploy.sh supernode start NAME --superlink HOST:PORT --specialty S --data FILE [--speed F] [--port P] [--ca FILE] [--insecure] [--cold]}"
       shift
-      local superlink="127.0.0.1:$PORT" specialty="" data="" speed=1 port="" ca="$CERTS/ca.crt" insecure=0
+      local superlink="127.0.0.1:$PORT" specialty="" data="" speed=1 port="" ca="$CERTS/ca.crt" insecure=0 cold=0
       while [ $# -gt 0 ]; do
         case "$1" in
           --superlink) superlink="$2"; shift 2 ;;
@@ -154,21 +178,36 @@ cmd_supernode() {
           --port) port="$2"; shift 2 ;;
           --ca) ca="$2"; shift 2 ;;
           --insecure) insecure=1; shift ;;
+          --cold) cold=1; shift ;;
           *) die "unknown option $1" ;;
         esac
       done
+      [[ "$name" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$ ]] || die "NAME must be letters, digits, '_', '-' or '.', got '$name'"
       [ -n "$specialty" ] || die "--specialty is required (e.g. sql_expert)"
+      [[ "$specialty" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$ ]] || die "--specialty must be letters, digits, '_', '-' or '.', got '$specialty'"
+      [[ "$speed" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--speed must be a number >= 1, got '$speed'"
       [ -n "$data" ] || die "--data is required (the node's JSONL file)"
       [ -f "$data" ] || die "data file $data does not exist"
+      data="$(cd "$(dirname "$data")" && pwd)/$(basename "$data")"
+      [[ "$data" != *[\'\"\\]* ]] || die "--data path must not contain quotes or backslashes: $data"
       local pidfile="$PIDS/supernode-$name.pid"
       alive "$pidfile" && die "SuperNode $name is already running (pid $(cat "$pidfile"))"
       if [ -f "$pidfile" ] && group_alive "$(cat "$pidfile")"; then  # a crashed node's children
         stop_pid "$pidfile" "leftover processes of crashed SuperNode $name"
       fi
-      # Each SuperNode on a machine needs its own ClientApp API port.
+      stop_pid "$PIDS/worker-$name.pid" "the previous worker of $name" >/dev/null
+      # Each SuperNode on a machine needs its own Runtime API port.
       [ -n "$port" ] || port="$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-      local args=(--superlink "$superlink" --port "$port" --isolation subprocess
-                  --node-config "specialty='$specialty' data-path='$(cd "$(dirname "$data")" && pwd)/$(basename "$data")' speed-factor=$speed")
+      local args=(--superlink "$superlink" --port "$port" --host 127.0.0.1
+                  --node-config "specialty='$specialty' data-path='$data' speed-factor=$speed")
+      local secret="$DEPLOY/secrets/$name.secret"
+      if [ "$cold" = 1 ]; then
+        args+=(--isolation subprocess)
+      else  # a warm worker runs the tasks; only it holds the Runtime API's secret
+        mkdir -p "$DEPLOY/secrets" && chmod 700 "$DEPLOY/secrets"
+        (umask 077 && head -c 32 /dev/urandom >"$secret")
+        args+=(--isolation process --superexec-auth-secret-file "$secret")
+      fi
       if [ "$insecure" = 1 ]; then
         args+=(--insecure)
       else
@@ -178,24 +217,31 @@ cmd_supernode() {
       fi
       (cd "$ROOT" && exec setsid flower-supernode "${args[@]}" >"$LOGS/supernode-$name.log" 2>&1) &
       echo $! >"$pidfile"
+      [ "$cold" = 1 ] || start_worker "$name" "$port" "$secret"
       sleep 1
       alive "$pidfile" || die "SuperNode $name exited at once; see $LOGS/supernode-$name.log"
-      echo "SuperNode $name pid $(cat "$pidfile"): $specialty on $data -> $superlink; log $LOGS/supernode-$name.log"
+      echo "SuperNode $name pid $(cat "$pidfile"): $specialty on $data -> $superlink; $(worker_status "$name"); logs $LOGS/{supernode,worker}-$name.log"
       ;;
     stop)
-      local name="${1:?usage: deploy.sh supernode stop NAME | --all}"
+      local name="${1:?usage: deploy.sh supernode stop NAME | --all}" f n
       if [ "$name" = --all ]; then
-        for f in "$PIDS"/supernode-*.pid; do [ -e "$f" ] && stop_pid "$f" "SuperNode $(basename "$f" .pid | sed 's/^supernode-//')"; done
+        for f in "$PIDS"/supernode-*.pid; do
+          [ -e "$f" ] || continue
+          n="$(basename "$f" .pid | sed 's/^supernode-//')"
+          stop_pid "$f" "SuperNode $n"; stop_pid "$PIDS/worker-$n.pid" "worker of $n" >/dev/null
+        done
       else
         stop_pid "$PIDS/supernode-$name.pid" "SuperNode $name"
+        stop_pid "$PIDS/worker-$name.pid" "worker of $name"
       fi
       ;;
     status)
-      local any=0
+      local any=0 f n
       for f in "$PIDS"/supernode-*.pid; do
         [ -e "$f" ] || continue; any=1
-        local n; n="$(basename "$f" .pid | sed 's/^supernode-//')"
-        alive "$f" && echo "SuperNode $n running (pid $(cat "$f"))" || echo "SuperNode $n not running (stale pid file)"
+        n="$(basename "$f" .pid | sed 's/^supernode-//')"
+        if alive "$f"; then echo "SuperNode $n running (pid $(cat "$f")); $(worker_status "$n")"
+        else echo "SuperNode $n not running (stale pid file)"; fi
       done
       [ "$any" = 1 ] || echo "no SuperNodes started from this machine"
       ;;

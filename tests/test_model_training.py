@@ -46,7 +46,7 @@ def test_training_lowers_held_out_loss_and_adapters_stay_separate(loaded):
     pad = loaded.tokenizer.pad_token_id
     before = evaluate_loss(loaded.peft_model, held, pad_id=pad, device=loaded.device)
     result = train_for_budget(loaded.peft_model, rows, pad_id=pad, device=loaded.device,
-                              batch_size=8, learning_rate=3e-3, time_budget=60, max_steps=30)
+                              batch_size=8, learning_rate=3e-3, time_budget=3600, max_steps=30)
     after = evaluate_loss(loaded.peft_model, held, pad_id=pad, device=loaded.device)
     assert result.steps == 30 and result.tokens > 0
     assert after < 0.9 * before, (before, after)
@@ -69,7 +69,7 @@ def test_prompt_loss_weight_lets_experts_route_held_out_prompts(loaded):
         loaded.peft_model.set_adapter(f"{domain}_prompts")
         rows = list(tokenize(split.train, loaded.tokenizer, 128))
         train_for_budget(loaded.peft_model, rows, pad_id=pad, device=loaded.device,
-                         batch_size=8, learning_rate=3e-3, time_budget=600, max_steps=150,
+                         batch_size=8, learning_rate=3e-3, time_budget=3600, max_steps=150,
                          prompt_weight=0.3)
     routed = []
     for domain, split in data.items():

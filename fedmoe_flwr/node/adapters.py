@@ -28,7 +28,7 @@ def set_adapter_weights(peft_model: Any, adapter: str, weights: Weights) -> None
         extra = sorted(set(weights) - set(current))[:3]
         raise ValueError(f"adapter '{adapter}': keys differ (missing e.g. {missing}, "
                          f"unexpected e.g. {extra})")
-    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}
+    state = {k: torch.tensor(np.asarray(v, dtype=np.float32)) for k, v in weights.items()}
     result = set_peft_model_state_dict(peft_model, state, adapter_name=adapter)
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:

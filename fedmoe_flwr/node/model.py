@@ -130,6 +130,7 @@ def load_base(cfg: ModelConfig) -> LoadedModel:
            cfg.target_modules, cfg.gradient_checkpointing, device.type)
     if key in _CACHE:
         return _CACHE[key]
+    _CACHE.clear()  # a long-lived worker keeps one base model in memory, not one per run
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -135,8 +135,9 @@ def parse_train_reply(content: RecordDict) -> TrainReport:
     _records(content, arrays=(C.ADAPTER,), metrics=(C.METRICS,))
     m = content.metric_records[C.METRICS]
     metrics = {k: _number(m, k, 0, MAX_COUNT, integer=False) for k in C.TRAIN_METRIC_KEYS}
-    if C.PROCESS_SECONDS in m:
-        metrics[C.PROCESS_SECONDS] = _number(m, C.PROCESS_SECONDS, 0, MAX_COUNT, integer=False)
+    for optional in (C.PROCESS_SECONDS, C.PROCESS_ID):
+        if optional in m:
+            metrics[optional] = _number(m, optional, 0, MAX_COUNT, integer=False)
     return TrainReport(from_array_record(content.array_records[C.ADAPTER]),
                        _number(m, C.BASE_VERSION, 0, MAX_COUNT, integer=True),
                        _number(m, C.NUM_EXAMPLES, 1, MAX_COUNT, integer=True),

@@ -142,4 +142,5 @@ class UpdateDesk:
             node=str(flight.node_id), staleness=update.staleness, mixing=outcome.mixing,
             applied=outcome.weights is not None, version=expert.version,
             round_trip=round(round_trip, 3), **{C.PROCESS_SECONDS: round(process, 3)},
-            transfer_wait=round(other, 3), **{k: m[k] for k in C.TRAIN_METRIC_KEYS})
+            transfer_wait=round(other, 3), **{k: m[k] for k in C.TRAIN_METRIC_KEYS},
+            **({C.PROCESS_ID: int(m[C.PROCESS_ID])} if C.PROCESS_ID in m else {}))

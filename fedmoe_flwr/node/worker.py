@@ -1,0 +1,287 @@
+"""A warm ClientApp worker: one long-lived process runs a SuperNode's tasks one after another.
+
+Stock Flower starts a new ``flwr-clientapp`` process for every message, which
+imports torch and loads and quantizes the base model again each time.  A
+SuperNode started with ``--isolation process`` leaves launching to an outside
+executor instead; this module is that executor, but it runs each task in its
+own process, so the ClientApp's module-level caches (the 4-bit model, the
+tokenised data) survive from one message, and one run, to the next.
+
+- Tasks: acquired from the SuperNode's Runtime API, then handled as
+  ``flwr-clientapp`` handles one (pull message, context and FAB; install the
+  FAB; load the ClientApp; call it; push the reply and the context), with
+  Flower's own helpers, authenticated by the SuperNode's SuperExec secret.
+- Stale code never runs: the first task pins the FAB hash (the app's code); a
+  task of a run whose FAB differs makes the worker exec a fresh interpreter,
+  which runs that task first.
+- Hangs and crashes: a watchdog answers a task that runs longer than
+  ``--task-timeout`` with an error reply (the server drops the node and lets
+  it rejoin) and exits; the supervisor restarts a worker that exited, so the
+  SuperNode never wedges.
+
+Usage (``scripts/deploy.sh`` does this next to every SuperNode)::
+
+    python -m fedmoe_flwr.node.worker --runtime-api 127.0.0.1:9094 \
+        --secret-file node.secret [--task-timeout 3600]
+
+The module imports nothing of the app before the first task, so the app's own
+code is what the FAB brings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+log = logging.getLogger("fedmoe.worker")
+IDLE_POLL_S = 0.2  # between task acquisitions when the SuperNode has nothing
+RESTART_BACKOFF_S = 2.0  # the supervisor's pause before restarting a worker that exited
+TASK_STARTED_ENV = "FEDMOE_TASK_STARTED"  # wall time the current task was acquired
+
+
+def _client(address: str, interceptors: list[Any]) -> Any:
+    from flwr.supercore.retry import make_simple_http_retry_invoker
+    from flwr.supercore.runtime import RuntimeHttpClient
+
+    return RuntimeHttpClient.from_server_address(
+        server_address=address, insecure=True, root_certificates=None,
+        interceptors=interceptors, retry_invoker=make_simple_http_retry_invoker())
+
+
+class Worker:
+    """Acquires the SuperNode's ClientApp tasks and runs them in this process."""
+
+    def __init__(self, address: str, secret: bytes | None, task_timeout: float,
+                 argv: list[str]) -> None:
+        from flwr.supercore.interceptors import (
+            RuntimeVersionHttpInterceptor,
+            SuperExecAuthHttpInterceptor,
+        )
+
+        self.address = address
+        self.task_timeout = task_timeout
+        self.argv = argv  # what a fresh worker is started with
+        self.fab_hash: str | None = None  # the app code this process has loaded
+        interceptors: list[Any] = [RuntimeVersionHttpInterceptor(component_name="SuperExec")]
+        if secret:
+            interceptors.append(SuperExecAuthHttpInterceptor(
+                master_secret=secret, protected_methods=frozenset(
+                    {"/flwr.proto.Runtime/AcquireTask"})))
+        self.acquirer = _client(address, interceptors)
+        self.tasks = 0
+
+    def acquire(self) -> str | None:
+        """The token of a pending ClientApp task, or None."""
+        from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
+        from flwr.supercore.constant import TaskType
+
+        res = self.acquirer.AcquireTask(AcquireTaskRequest(
+            supported_task_types=[TaskType.CLIENT_APP]))
+        return res.token if res.HasField("task") and res.token else None
+
+    def serve(self, first_token: str | None = None) -> None:
+        """Run tasks forever (the first one may come from the exec that replaced us)."""
+        token = first_token
+        while True:
+            if token is None:
+                token = self.acquire()
+            if token is None:
+                time.sleep(IDLE_POLL_S)
+                continue
+            os.environ[TASK_STARTED_ENV] = repr(time.time())  # process-seconds start here
+            self.run_task(token)
+            token = None
+            gc.collect()  # the task's message and reply go now, not at some later collection
+
+    def run_task(self, token: str) -> None:
+        """Handle one task as ``flwr-clientapp`` would, without leaving the process."""
+        from flwr.app import Message
+        from flwr.app.error import Error
+        from flwr.common.constant import ErrorCode, SubStatus
+        from flwr.supercore.heartbeat import HeartbeatSender, make_task_heartbeat_fn_http
+        from flwr.supercore.interceptors import (
+            RuntimeTokenHttpInterceptor,
+            RuntimeVersionHttpInterceptor,
+        )
+        from flwr.supernode.runtime.run_clientapp import push_message, push_task_output
+
+        client = _client(self.address, [RuntimeVersionHttpInterceptor(
+            component_name="flwr-clientapp"), RuntimeTokenHttpInterceptor(token)])
+        heartbeat = HeartbeatSender(make_task_heartbeat_fn_http(client))
+        heartbeat.start()
+        message = context = reply = None
+        status, details = SubStatus.FAILED, "ClientApp task failed"
+        watchdog = threading.Timer(self.task_timeout, self._hung, args=(client, token))
+        watchdog.daemon = True
+        watchdog.start()
+        t0 = time.perf_counter()
+        times: dict[str, float] = {}
+        try:
+            message, context, run, fab = pull_task(client)
+            times["pull"] = time.perf_counter() - t0
+            if self.fab_hash is not None and fab.hash_str != self.fab_hash:
+                heartbeat.stop()
+                client.close()
+                self.reexec(token, f"run {run.run_id} brings app {fab.hash_str[:12]}, this "
+                                   f"process runs {self.fab_hash[:12]}")
+            reply = self._call_app(message, context, run, fab)
+            times["app"] = time.perf_counter() - t0 - times["pull"]
+            status, details = SubStatus.COMPLETED, ""
+        except Exception as err:  # the same error reply flwr-clientapp sends
+            log.error("ClientApp raised %s: %s", type(err).__name__, err, exc_info=err)
+            details = f"{type(err)}:<'{err}'>"
+            if message is not None:
+                reply = Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION,
+                                      reason=details), reply_to=message)
+        finally:
+            watchdog.cancel()
+            if reply is not None and context is not None:
+                push_message(client, reply, context)
+            push_task_output(client=client, context=context, sub_status=status,
+                             details=details)
+            heartbeat.stop()
+            client.close()
+        self.tasks += 1
+        log.info("task %d (%s) in pid %d: %s, total %.2fs", self.tasks,
+                 getattr(message, "metadata", None) and message.metadata.message_type,
+                 os.getpid(), ", ".join(f"{k} {v:.2f}s" for k, v in times.items()),
+                 time.perf_counter() - t0)
+
+    def _call_app(self, message: Any, context: Any, run: Any, fab: Any) -> Any:
+        from flwr.cli.install import install_from_fab
+        from flwr.clientapp.utils import get_load_client_app_fn
+
+        if self.fab_hash is None:
+            install_from_fab(fab.content, skip_prompt=True)
+            self.fab_hash = fab.hash_str
+            log.info("worker pid %d loaded app %s (fab %s)", os.getpid(), run.fab_id,
+                     fab.hash_str[:12])
+        load = get_load_client_app_fn(default_app_ref="", app_path=None, multi_app=True)
+        client_app = load(run.fab_id, run.fab_version, fab.hash_str)
+        return client_app(message=message, context=context)
+
+    def _hung(self, client: Any, token: str) -> None:
+        """Watchdog: a task over the timeout gets a failed status, and the process exits."""
+        from flwr.common.constant import SubStatus
+        from flwr.supernode.runtime.run_clientapp import push_task_output
+
+        log.error("task ran over --task-timeout %.0fs: reporting it failed and exiting so the "
+                  "supervisor starts a fresh worker", self.task_timeout)
+        try:
+            push_task_output(client=client, context=None, sub_status=SubStatus.FAILED,
+                             details=f"ClientApp worker hung for over {self.task_timeout:.0f}s")
+        finally:
+            os._exit(3)
+
+    def reexec(self, token: str, why: str) -> None:
+        """Replace this process with a fresh worker that runs ``token`` first."""
+        log.info("%s: starting a fresh worker process for it", why)
+        os.execv(sys.executable, [sys.executable, "-m", "fedmoe_flwr.node.worker", "--child",
+                                  *self.argv, "--first-token", token])
+
+
+def pull_task(client: Any) -> tuple[Any, Any, Any, Any]:
+    """The task's message, context, run and FAB, as ``flwr-clientapp`` pulls them.
+
+    One difference: the SuperNode offers a task as soon as the message's head
+    arrived, while its arrays still stream in from the SuperLink; Flower's
+    default retry waits a whole second for the first missing object, which
+    here would be paid on every message, so missing objects are retried
+    after 50 ms instead.
+    """
+    from flwr.app import Message
+    from flwr.common.serde import context_from_proto, fab_from_proto, run_from_proto
+    from flwr.proto.node_pb2 import Node  # pylint: disable=E0611
+    from flwr.proto.runtime_pb2 import (  # pylint: disable=E0611
+        PullAppMessagesRequest,
+        PullTaskInputRequest,
+    )
+    from flwr.supercore.inflatable.inflatable_protobuf_utils import (
+        make_confirm_message_received_fn_protobuf,
+        make_pull_object_fn_protobuf,
+    )
+    from flwr.supercore.inflatable.inflatable_utils import pull_and_inflate_object_from_tree
+    from flwr.supercore.task_identity import TaskIdentity
+
+    res = client.PullTaskInput(PullTaskInputRequest())
+    TaskIdentity.task_id, TaskIdentity.run_id = res.task_id, res.run.run_id
+    TaskIdentity.node_id = res.context.node_id
+    context, run, fab = context_from_proto(res.context), run_from_proto(res.run), \
+        fab_from_proto(res.fab)
+    messages = client.PullMessages(PullAppMessagesRequest())
+    if not messages.messages_list:
+        raise RuntimeError("the SuperNode offered a task without a message")
+    node, tree = Node(node_id=context.node_id), messages.message_object_trees[0]
+    message = pull_and_inflate_object_from_tree(
+        tree, make_pull_object_fn_protobuf(client.PullObject, node, context.run_id),
+        make_confirm_message_received_fn_protobuf(client.ConfirmMessageReceived, node,
+                                                  context.run_id),
+        return_type=Message, initial_backoff=0.05, backoff_cap=1.0)
+    message.metadata.__dict__["_message_id"] = tree.object_id  # as flwr-clientapp sets it
+    return message, context, run, fab
+
+
+def supervise(argv: list[str]) -> int:
+    """Run the worker as a child process; restart it whenever it exits, until stopped."""
+    child: subprocess.Popen | None = None
+    stopping = False
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping:
+        child = subprocess.Popen([sys.executable, "-m", "fedmoe_flwr.node.worker", "--child",
+                                  *argv])
+        log.info("worker pid %d started (supervisor pid %d)", child.pid, os.getpid())
+        code = child.wait()
+        if not stopping:
+            log.warning("worker pid %d exited with code %s; restarting in %.0fs", child.pid,
+                        code, RESTART_BACKOFF_S)
+            time.sleep(RESTART_BACKOFF_S)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: supervise a worker (default) or be one (``--child``)."""
+    p = argparse.ArgumentParser(prog="python -m fedmoe_flwr.node.worker",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--runtime-api", default="127.0.0.1:9094",
+                   help="the SuperNode's Runtime API (flower-supernode --host/--port)")
+    p.add_argument("--secret-file", default=None,
+                   help="the SuperNode's --superexec-auth-secret-file")
+    p.add_argument("--task-timeout", type=float, default=3600.0,
+                   help="seconds a task may run before it is reported failed")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--first-token", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stdout)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per idle poll otherwise
+    base = ["--runtime-api", args.runtime_api, "--task-timeout", str(args.task_timeout)]
+    if args.secret_file:
+        base += ["--secret-file", args.secret_file]
+    if not args.child:
+        return supervise(base)
+    secret = None
+    if args.secret_file:
+        with open(args.secret_file, "rb") as fh:
+            secret = fh.read()
+    Worker(args.runtime_api, secret, args.task_timeout, base).serve(args.first_token)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
