@@ -248,6 +248,9 @@ class RunSettings(Section):
                                  "stay valid", ge=10, le=DAY)
     drain_timeout: float = setting(60.0, "run.drain-timeout", "at stop, seconds to wait for "
                                    "updates in flight", ge=0, le=DAY)
+    rejoin_backoff: float = setting(30.0, "run.rejoin-backoff", "seconds before a node that "
+                                    "sent an error reply is asked to register again",
+                                    ge=0, le=DAY)
     keep_versions: int = setting(2, "run.keep-versions", "checkpointed versions kept per "
                                  "adapter (0 = all)", ge=0, le=10**6)
     resume_from: str = setting("", "run.resume-from", "a run directory to continue from")

@@ -150,7 +150,8 @@ cmd_register() {
 start_worker() {  # the warm ClientApp worker next to SuperNode $1 (Runtime API port $2)
   local name="$1" port="$2" secret="$3" pidfile="$PIDS/worker-$1.pid"
   (cd "$ROOT" && exec setsid python -m fedmoe_flwr.node.worker --runtime-api "127.0.0.1:$port" \
-     --secret-file "$secret" >"$LOGS/worker-$name.log" 2>&1) &
+     --secret-file "$secret" --supernode-pid "$(cat "$PIDS/supernode-$name.pid")" \
+     >"$LOGS/worker-$name.log" 2>&1) &
   echo $! >"$pidfile"
 }
 

@@ -65,7 +65,7 @@ def test_default_run_dir_is_outputs_latest(tmp_path, monkeypatch, capsys):
 def test_export_peft_and_force(run_dir, tmp_path):
     out = tmp_path / "py"
     assert main(["export", str(run_dir), "--adapter", "python_expert", "--out", str(out)]) == 0
-    assert {p.name for p in out.iterdir()} == {"adapter_config.json",
+    assert {p.name for p in out.iterdir()} == {"adapter_config.json", ".fedmoe-export",
                                                "adapter_model.safetensors", "meta.json"}
     assert main(["export", str(run_dir), "--adapter", "sql_expert", "--out", str(out)]) == 2
     assert main(["export", str(run_dir), "--adapter", "sql_expert", "--out", str(out),

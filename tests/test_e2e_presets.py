@@ -1,4 +1,6 @@
-"""Every strategy runs end to end in `flwr run` from its preset (plus a short-run override)."""
+"""The non-default strategies run end to end in `flwr run` from their presets (plus a short-run
+override). FedAsync, the default, is the main end-to-end run (test_e2e_flwr_run.py); the
+straggler presets are FedAsync with speed factors, whose parsing tests/test_config.py checks."""
 
 import json
 import os
@@ -17,7 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 EXTRA = {"fedbuff.toml": " train.sync-interval=4"}
 
 
-@pytest.mark.parametrize("preset", ["fedavg.toml", "fedbuff.toml", "stragglers.toml"])
+@pytest.mark.parametrize("preset", ["fedavg.toml", "fedbuff.toml"])
 def test_preset_runs_end_to_end(tmp_path, preset):
     want = tomllib.loads((ROOT / "conf" / preset).read_text())
     env = {**os.environ, "FEDMOE_STATE": str(tmp_path / "state")}

@@ -126,3 +126,25 @@ def test_resume_continues_versions_weights_and_counters(tmp_path):
     with pytest.raises(ConfigError, match="run.resume-from"):
         load_resume_state(str(tmp_path / "missing"), parse_run_config({}).model,
                           ("python_expert",))
+
+
+def test_stop_file_ends_the_run_gracefully(tmp_path):
+    node = make_node("python_expert")
+
+    def stopping(msg):  # the user runs `fedmoe stop` after the node's third update
+        result = node(msg)
+        trains = sum(m.metadata.message_type == "train" for m in grid_log)
+        if trains == 3:
+            (tmp_path / "run" / "STOP").write_text("stop")
+        return result
+
+    grid_log = []
+
+    def logged(msg):
+        grid_log.append(msg)
+        return stopping(msg)
+
+    loop, summary, events = run(tmp_path, {1: logged}, **{"run.specialties": "python_expert"})
+    assert 3 <= summary["updates"] <= 4  # the third update's successor may be in flight
+    assert summary["eval"]["final"]  # a final evaluation ran
+    assert not (tmp_path / "run" / "STOP").exists()  # the request was served and removed

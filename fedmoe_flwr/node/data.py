@@ -23,6 +23,9 @@ FIELDS = ("prompt", "reference_code")
 IGNORE_INDEX = -100  # label value that the causal-LM loss skips (masked prompt tokens)
 
 
+MAX_LINE_BYTES = 1 << 20  # 1 MiB: over 5,000 times a 192-token example; bounds memory and time
+
+
 class DataError(ValueError):
     """A data file is missing, empty, or has an invalid line."""
 
@@ -38,16 +41,24 @@ class LocalData:
 
 
 def _check_line(path: Path, lineno: int, raw: bytes) -> dict[str, str]:
+    if len(raw) > MAX_LINE_BYTES:
+        raise DataError(f"{path}:{lineno}: line is {len(raw):,} bytes, over the "
+                        f"{MAX_LINE_BYTES:,}-byte limit (far more than a training example "
+                        f"of train.max-seq-len tokens can use)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise DataError(f"{path}:{lineno}: not valid UTF-8 ({err.reason} at byte "
                         f"{err.start})") from None
+    if lineno == 1:
+        text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark, as Windows editors write
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as err:
         raise DataError(f"{path}:{lineno}: invalid JSON ({err.msg} at column "
                         f"{err.colno})") from None
+    except RecursionError:
+        raise DataError(f"{path}:{lineno}: JSON nested too deeply") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path}:{lineno}: expected a JSON object with keys {FIELDS}, got "
                         f"{type(obj).__name__}")
@@ -59,6 +70,11 @@ def _check_line(path: Path, lineno: int, raw: bytes) -> dict[str, str]:
                             f"{type(obj[key]).__name__}")
         if not obj[key].strip():
             raise DataError(f"{path}:{lineno}: field '{key}' is empty")
+        try:
+            obj[key].encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(f"{path}:{lineno}: field '{key}' holds a lone surrogate "
+                            f"(\\ud800-\\udfff escape), which is not text") from None
     return {key: obj[key] for key in FIELDS}
 
 

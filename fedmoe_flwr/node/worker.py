@@ -12,8 +12,8 @@ tokenised data) survive from one message, and one run, to the next.
   FAB; load the ClientApp; call it; push the reply and the context), with
   Flower's own helpers, authenticated by the SuperNode's SuperExec secret.
 - Stale code never runs: the first task pins the FAB hash (the app's code); a
-  task of a run whose FAB differs makes the worker exec a fresh interpreter,
-  which runs that task first.
+  task whose FAB differs (Flower says it when the task is acquired) makes the
+  worker exec a fresh interpreter, which runs that task first.
 - Hangs and crashes: a watchdog answers a task that runs longer than
   ``--task-timeout`` with an error reply (the server drops the node and lets
   it rejoin) and exits; the supervisor restarts a worker that exited, so the
@@ -22,7 +22,7 @@ tokenised data) survive from one message, and one run, to the next.
 Usage (``scripts/deploy.sh`` does this next to every SuperNode)::
 
     python -m fedmoe_flwr.node.worker --runtime-api 127.0.0.1:9094 \
-        --secret-file node.secret [--task-timeout 3600]
+        --secret-file node.secret --supernode-pid PID [--task-timeout 3600]
 
 The module imports nothing of the app before the first task, so the app's own
 code is what the FAB brings.
@@ -70,6 +70,7 @@ class Worker:
         self.task_timeout = task_timeout
         self.argv = argv  # what a fresh worker is started with
         self.fab_hash: str | None = None  # the app code this process has loaded
+        self.restart_after = False
         interceptors: list[Any] = [RuntimeVersionHttpInterceptor(component_name="SuperExec")]
         if secret:
             interceptors.append(SuperExecAuthHttpInterceptor(
@@ -78,24 +79,28 @@ class Worker:
         self.acquirer = _client(address, interceptors)
         self.tasks = 0
 
-    def acquire(self) -> str | None:
-        """The token of a pending ClientApp task, or None."""
+    def acquire(self) -> tuple[str, str] | None:
+        """``(token, fab hash)`` of a pending ClientApp task, or None."""
         from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
         from flwr.supercore.constant import TaskType
 
         res = self.acquirer.AcquireTask(AcquireTaskRequest(
             supported_task_types=[TaskType.CLIENT_APP]))
-        return res.token if res.HasField("task") and res.token else None
+        return (res.token, res.task.fab_hash) if res.HasField("task") and res.token else None
 
     def serve(self, first_token: str | None = None) -> None:
         """Run tasks forever (the first one may come from the exec that replaced us)."""
         token = first_token
         while True:
             if token is None:
-                token = self.acquire()
-            if token is None:
-                time.sleep(IDLE_POLL_S)
-                continue
+                task = self.acquire()
+                if task is None:
+                    time.sleep(IDLE_POLL_S)
+                    continue
+                token, fab_hash = task
+                if self.fab_hash and fab_hash and fab_hash != self.fab_hash:
+                    self.reexec(token, f"a task brings app {fab_hash[:12]}, this process runs "
+                                       f"{self.fab_hash[:12]}")
             os.environ[TASK_STARTED_ENV] = repr(time.time())  # process-seconds start here
             self.run_task(token)
             token = None
@@ -128,10 +133,12 @@ class Worker:
             message, context, run, fab = pull_task(client)
             times["pull"] = time.perf_counter() - t0
             if self.fab_hash is not None and fab.hash_str != self.fab_hash:
-                heartbeat.stop()
-                client.close()
-                self.reexec(token, f"run {run.run_id} brings app {fab.hash_str[:12]}, this "
-                                   f"process runs {self.fab_hash[:12]}")
+                # The task did not say its app up front: refuse it clearly, and let the
+                # supervisor start a fresh process (the input cannot be pulled twice).
+                self.restart_after = True
+                raise RuntimeError(f"run {run.run_id} brings app {fab.hash_str[:12]} but this "
+                                   f"worker runs {self.fab_hash[:12]}; restarting the worker, "
+                                   f"the node can rejoin")
             reply = self._call_app(message, context, run, fab)
             times["app"] = time.perf_counter() - t0 - times["pull"]
             status, details = SubStatus.COMPLETED, ""
@@ -150,6 +157,9 @@ class Worker:
             heartbeat.stop()
             client.close()
         self.tasks += 1
+        if self.restart_after:
+            log.info("exiting so the supervisor starts a fresh worker for the new app")
+            sys.exit(4)
         log.info("task %d (%s) in pid %d: %s, total %.2fs", self.tasks,
                  getattr(message, "metadata", None) and message.metadata.message_type,
                  os.getpid(), ", ".join(f"{k} {v:.2f}s" for k, v in times.items()),
@@ -229,8 +239,22 @@ def pull_task(client: Any) -> tuple[Any, Any, Any, Any]:
     return message, context, run, fab
 
 
-def supervise(argv: list[str]) -> int:
-    """Run the worker as a child process; restart it whenever it exits, until stopped."""
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def supervise(argv: list[str], supernode_pid: int | None = None) -> int:
+    """Run the worker as a child process; restart it whenever it exits, until stopped.
+
+    With ``supernode_pid``, the supervisor and its worker end when that SuperNode
+    does, so a worker never outlives the node it serves.
+    """
     child: subprocess.Popen | None = None
     stopping = False
 
@@ -246,7 +270,13 @@ def supervise(argv: list[str]) -> int:
         child = subprocess.Popen([sys.executable, "-m", "fedmoe_flwr.node.worker", "--child",
                                   *argv])
         log.info("worker pid %d started (supervisor pid %d)", child.pid, os.getpid())
-        code = child.wait()
+        while child.poll() is None:
+            if supernode_pid and not _alive(supernode_pid):
+                log.info("SuperNode pid %d is gone: stopping the worker", supernode_pid)
+                stop(signal.SIGTERM, None)
+                child.wait()
+            time.sleep(1.0)
+        code = child.returncode
         if not stopping:
             log.warning("worker pid %d exited with code %s; restarting in %.0fs", child.pid,
                         code, RESTART_BACKOFF_S)
@@ -264,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the SuperNode's --superexec-auth-secret-file")
     p.add_argument("--task-timeout", type=float, default=3600.0,
                    help="seconds a task may run before it is reported failed")
+    p.add_argument("--supernode-pid", type=int, default=None,
+                   help="end when this SuperNode process ends")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--first-token", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -274,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.secret_file:
         base += ["--secret-file", args.secret_file]
     if not args.child:
-        return supervise(base)
+        return supervise(base, args.supernode_pid)
     secret = None
     if args.secret_file:
         with open(args.secret_file, "rb") as fh:

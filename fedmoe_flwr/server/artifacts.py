@@ -28,9 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from fedmoe_flwr.config import ModelConfig
+from fedmoe_flwr.config import ConfigError, ModelConfig
 from fedmoe_flwr.lora import adapter_config
-from fedmoe_flwr.weights import Weights
+from fedmoe_flwr.weights import Weights, weights_checksum
+
+STOP_FILE = "STOP"  # ``fedmoe stop`` writes it; the server loop ends the run gracefully
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -88,7 +90,15 @@ class RunDirectory:
         self.root = Path(output_dir).expanduser().resolve() / run_name
         self.model_cfg = model_cfg
         self.keep_versions = keep_versions  # 0 = keep every version (benchmarks replay them)
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
+            raise ConfigError(f"run directory {self.root} exists already; a run never writes "
+                              f"into another's: choose another run.name, or continue that run "
+                              f"with run.resume-from")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"cannot create the run directory {self.root} (run.output-dir): "
+                              f"{err.strerror}") from None
         self._metrics = (self.root / "metrics.jsonl").open("a", encoding="utf-8")
         latest = self.root.parent / "latest"
         if latest.is_symlink() or not latest.exists():
@@ -104,6 +114,7 @@ class RunDirectory:
         tmp = Path(tempfile.mkdtemp(prefix=f".{link.name}-tmp-", dir=versions))
         try:
             write_peft_adapter(tmp, weights, self.model_cfg, self.model_cfg.name, rank, alpha)
+            meta = {**meta, "sha256": weights_checksum(weights)}  # readers verify it
             atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=2, sort_keys=True))
             if final.exists():  # same version re-saved (e.g. eval losses added)
                 shutil.rmtree(final)
@@ -120,6 +131,10 @@ class RunDirectory:
                 shutil.rmtree(old, ignore_errors=True)
         return final
 
+    def stop_requested(self) -> bool:
+        """Whether ``fedmoe stop`` asked this run to end (a ``STOP`` file in the run dir)."""
+        return (self.root / STOP_FILE).exists()
+
     def log_event(self, event: str, **fields: Any) -> None:
         """Append one event to ``metrics.jsonl`` (flushed, so it can be tailed live)."""
         record = {"event": event, "time": round(time.time(), 3), **fields}
@@ -134,8 +149,9 @@ class RunDirectory:
         return path
 
     def close(self) -> None:
-        """Flush and close the metrics log."""
+        """Flush and close the metrics log; a served stop request is removed."""
         self._metrics.close()
+        (self.root / STOP_FILE).unlink(missing_ok=True)
 
 
 def _json_default(obj: Any) -> Any:

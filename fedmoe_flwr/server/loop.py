@@ -65,7 +65,7 @@ class FederationLoop:
         self.cfg, self.strategy, self.clock, self.sleep = cfg, strategy, clock, sleep
         self.poll_interval = poll_interval
         self.stats = RunStats()
-        self.nodes = NodeTable()
+        self.nodes = NodeTable(cfg.run.rejoin_backoff)
         self.messenger = Messenger(cfg.run.message_ttl, clock)
         self.federation = Federation(cfg, run_dir, clock)
         self.evaluator = Evaluator(self.federation, self.messenger, clock)
@@ -230,7 +230,7 @@ class FederationLoop:
 
     def _done(self) -> bool:
         return (self.clock() - self.federation.start >= self.cfg.run.duration
-                or self._cap_reached())
+                or self._cap_reached() or self.federation.run_dir.stop_requested())
 
 
 def train_message(cfg: AppConfig, messenger: Messenger, node: NodeInfo, expert: ExpertState,

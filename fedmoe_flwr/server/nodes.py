@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-REJOIN_BACKOFF_S = 30.0  # a node that sent an error reply is re-queried after this
-
 
 @dataclass
 class NodeInfo:
@@ -23,7 +21,8 @@ class NodeInfo:
 class NodeTable:
     """Registered nodes, refused ones (never asked again) and lost ones (asked after a pause)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rejoin_backoff: float = 30.0) -> None:
+        self.rejoin_backoff = rejoin_backoff  # seconds before a lost node is asked again
         self.registered: dict[int, NodeInfo] = {}
         self.refused: dict[int, str] = {}  # node id -> reason
         self.lost_at: dict[int, float] = {}  # node id -> time of its error reply
@@ -31,7 +30,7 @@ class NodeTable:
     def to_query(self, online: Iterable[int], busy: set[int], now: float) -> list[int]:
         """Online nodes that are neither registered, refused, busy nor in their rejoin pause."""
         return [n for n in online if n not in self.registered and n not in self.refused
-                and n not in busy and now - self.lost_at.get(n, -1e18) >= REJOIN_BACKOFF_S]
+                and n not in busy and now - self.lost_at.get(n, -1e18) >= self.rejoin_backoff]
 
     def add(self, node: NodeInfo) -> None:
         """Register a node (again, after a loss)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from fedmoe_flwr.contract import GATEWAY
 from fedmoe_flwr.server.artifacts import load_adapter_weights
-from fedmoe_flwr.weights import Weights
+from fedmoe_flwr.weights import Weights, weights_checksum
 
 DEFAULT_RUN_DIR = Path("outputs") / "latest"
 
@@ -31,6 +31,7 @@ class AdapterInfo:
     name: str
     kind: str  # "expert" | "gateway"
     path: Path  # the resolved, immutable version directory
+    run_root: Path
     meta: dict[str, Any]
     config: dict[str, Any]  # adapter_config.json
 
@@ -45,8 +46,17 @@ class AdapterInfo:
         return int(self.meta.get("version", 0))
 
     def weights(self) -> Weights:
-        """The LoRA matrices, keyed by PEFT saved-adapter keys."""
-        return load_adapter_weights(self.path)
+        """The LoRA matrices, keyed by PEFT saved-adapter keys, checked against meta.json."""
+        file = self.path / "adapter_model.safetensors"
+        try:
+            weights = load_adapter_weights(self.path)
+        except Exception as err:  # truncated or garbage file: safetensors raises many kinds
+            raise RunDirError(f"{file} is damaged ({type(err).__name__}: {err})") from None
+        want = self.meta.get("sha256")
+        if want and weights_checksum(weights) != want:
+            raise RunDirError(f"{file} does not match the checksum in meta.json; the "
+                              f"checkpoint is damaged")
+        return weights
 
 
 class RunView:
@@ -89,9 +99,9 @@ class RunView:
         for _ in range(3):  # the writer may prune the version we resolved: resolve again
             path = link.resolve()
             try:
-                meta = json.loads((path / "meta.json").read_text())
-                config = json.loads((path / "adapter_config.json").read_text())
-                return AdapterInfo(name, kind, path, meta, config)
+                meta = _json(path / "meta.json")
+                config = _json(path / "adapter_config.json")
+                return AdapterInfo(name, kind, path, self.root, meta, config)
             except FileNotFoundError:
                 continue
         raise RunDirError(f"{link} kept changing while being read; try again")
@@ -103,4 +113,17 @@ class RunView:
     def summary(self) -> dict[str, Any] | None:
         """``summary.json`` once the run has finished, else None."""
         path = self.root / "summary.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return _json(path) if path.exists() else None
+
+
+def _json(path: Path) -> dict[str, Any]:
+    """A JSON object from a run-directory file; a damaged file is a one-line error."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as err:
+        raise RunDirError(f"{path} is damaged ({type(err).__name__}: {err})") from None
+    if not isinstance(obj, dict):
+        raise RunDirError(f"{path} is damaged (a JSON object was expected)")
+    return obj

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fedmoe_flwr.config import ROUTER_COMBINE, ROUTER_METHODS, ConfigError
+from fedmoe_flwr.server.artifacts import STOP_FILE
 from fedmoe_flwr.server.rundir import RunDirError, RunView
 from fedmoe_flwr.tools.export import FORMATS, MERGED_DTYPES, export_adapter
 
@@ -144,13 +145,24 @@ def cmd_route_eval(args: argparse.Namespace, console: Console) -> None:
         console.print(table)
 
 
+def cmd_stop(run: RunView, console: Console) -> None:
+    """Ask the server loop to end the run: it stops dispatching, drains, evaluates, summarises."""
+    if run.summary() is not None:
+        raise RunDirError(f"{run.root} has finished already (summary.json exists)")
+    (run.root / STOP_FILE).write_text("requested by fedmoe stop\n")
+    console.print(f"asked {run.root} to stop; the server ends it within a few seconds, after "
+                  f"merging the updates in flight (run.drain-timeout) and a final evaluation")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by the README's usage block)."""
     ap = argparse.ArgumentParser(prog="fedmoe", description="Inspect and export the experts "
                                  "and gateway of a FedMoE-Flower run.")
     sub = ap.add_subparsers(dest="command", required=True)
     for name, text in (("experts", "table of the experts"),
-                       ("gateway", "how the gateway is built")):
+                       ("gateway", "how the gateway is built"),
+                       ("stop", "end a running run gracefully (drain, final evaluation, "
+                                "summary)")):
         p = sub.add_parser(name, help=text)
         p.add_argument("run_dir", nargs="?", help="run directory (default: outputs/latest)")
     p = sub.add_parser("export", help="export an expert or the gateway")
@@ -220,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  dtype=args.dtype)
             console.print(f"exported {info.kind} {info.name!r} v{info.version} as "
                           f"{args.format} to {out}")
+        elif args.command == "stop":
+            cmd_stop(RunView(args.run_dir), console)
         elif args.command == "ask":
             cmd_ask(args, console)
         elif args.command == "route-eval":

@@ -38,9 +38,49 @@ MERGED_DTYPES = ("bfloat16", "float16", "float32")
 NPZ_META_KEYS = ("version", "lora_r", "lora_alpha", "adapter", "base_model")
 
 
-def _staging(out: Path, force: bool) -> Path:
-    if out.exists() and not force:
-        raise RunDirError(f"{out} exists; choose another --out or pass --force to replace it")
+MARKER = ".fedmoe-export"  # in every exported directory: what --force may replace
+
+
+def check_destination(out: Path, run_root: Path, force: bool) -> Path:
+    """Refuse a destination an export must never write, and, without --force, any that exists.
+
+    ``--force`` replaces only what an earlier export wrote (a directory with the
+    marker file, or an ``.npz`` file holding an export's keys): never the run
+    being exported or anything containing it, the working directory or one of
+    its parents, or an empty path.
+    """
+    if not str(out).strip():
+        raise RunDirError("--out is empty; name the file or directory to write")
+    target = out.expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:
+        raise RunDirError(f"--out {out} is the working directory or one of its parents; "
+                          f"name a new file or directory")
+    if target == run_root or run_root.is_relative_to(target) or target.is_relative_to(run_root):
+        raise RunDirError(f"--out {out} overlaps the run directory {run_root}; export outside it")
+    if out.exists() or out.is_symlink():
+        if not force:
+            raise RunDirError(f"{out} exists; choose another --out or pass --force to replace "
+                              f"an earlier export")
+        if not _is_export(out):
+            raise RunDirError(f"{out} exists and is not an earlier export (no {MARKER} marker, "
+                              f"not an exported .npz); --force replaces only exports")
+    return target
+
+
+def _is_export(path: Path) -> bool:
+    if path.is_symlink():
+        return False
+    if path.is_dir():
+        return (path / MARKER).is_file()
+    try:
+        with np.load(path) as data:
+            return all(k in data.files for k in NPZ_META_KEYS)
+    except Exception:  # not an npz at all
+        return False
+
+
+def _staging(out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
 
@@ -60,16 +100,20 @@ def export_adapter(info: AdapterInfo, fmt: str, out: Path, *, force: bool = Fals
         raise RunDirError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
     if fmt == "merged" and dtype not in MERGED_DTYPES:
         raise RunDirError(f"unknown dtype {dtype!r}; valid: {', '.join(MERGED_DTYPES)}")
-    tmp = _staging(out, force)
+    out = check_destination(out, info.run_root, force)
+    info.weights()  # verifies the checkpoint (readable, checksum) before anything is written
+    tmp = _staging(out)
     try:
         if fmt == "peft":
             for name in ("adapter_config.json", "adapter_model.safetensors", "meta.json"):
                 shutil.copy2(info.path / name, tmp / name)
+            (tmp / MARKER).write_text(f"{info.name} v{info.version}\n")
         elif fmt == "npz":
             save_npz(tmp / "adapter.npz", info)
             tmp = _single_file(tmp, "adapter.npz")
         else:
             _save_merged(info, tmp, dtype)
+            (tmp / MARKER).write_text(f"{info.name} v{info.version} merged\n")
         _publish(tmp, out)
     except BaseException:
         if tmp.is_dir():
