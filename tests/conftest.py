@@ -1,6 +1,8 @@
-"""Shared fixtures: an isolated model cache so tests never touch ~/.cache."""
+"""Shared fixtures: an isolated model cache so tests never touch ~/.cache, and the
+flattened run config of pyproject.toml."""
 
 import os
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -15,3 +17,20 @@ def _isolated_cache(tmp_path_factory):
         os.environ["FEDMOE_CACHE"] = str(tmp_path_factory.mktemp("fedmoe-cache"))
     os.chdir(ROOT)
     yield
+
+
+@pytest.fixture(scope="session")
+def pyproject_config() -> dict:
+    """``[tool.flwr.app.config]`` of pyproject.toml as the flat mapping flwr hands the apps."""
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    flat = {}
+
+    def walk(prefix, d):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(f"{prefix}{k}.", v)
+            else:
+                flat[f"{prefix}{k}"] = v
+
+    walk("", conf)
+    return flat

@@ -4,7 +4,6 @@ small classes and functions on the server side."""
 import ast
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -14,23 +13,8 @@ from fedmoe_flwr.config import config_fields, default_run_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def pyproject_config() -> dict:
-    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
-    flat = {}
-
-    def walk(prefix, d):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(f"{prefix}{k}.", v)
-            else:
-                flat[f"{prefix}{k}"] = v
-
-    walk("", conf)
-    return flat
-
-
-def test_every_pyproject_key_and_default_equals_the_code():
-    assert pyproject_config() == default_run_config()
+def test_every_pyproject_key_and_default_equals_the_code(pyproject_config):
+    assert pyproject_config == default_run_config()
 
 
 def test_every_key_has_help_and_numeric_keys_a_finite_range():

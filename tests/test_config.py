@@ -11,23 +11,8 @@ from strategies import build_strategy, strategy_class
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def flat_pyproject_config() -> dict:
-    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
-    flat = {}
-
-    def walk(prefix, d):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(f"{prefix}{k}.", v)
-            else:
-                flat[f"{prefix}{k}"] = v
-
-    walk("", conf)
-    return flat
-
-
-def test_pyproject_config_parses_and_matches_defaults():
-    cfg = parse_run_config(flat_pyproject_config())
+def test_pyproject_config_parses_and_matches_defaults(pyproject_config):
+    cfg = parse_run_config(pyproject_config)
     assert cfg.model.name == "qwen2-tiny"
     assert cfg.run.specialties == ("python_expert", "sql_expert", "docs_expert")
     assert cfg.strategy.name == "fedasync"
@@ -72,8 +57,8 @@ def test_unknown_strategy_lists_valid_names():
 
 
 @pytest.mark.parametrize("preset", sorted((ROOT / "conf").glob("*.toml")), ids=lambda p: p.name)
-def test_presets_parse_and_say_how_to_run_them(preset):
+def test_presets_parse_and_say_how_to_run_them(preset, pyproject_config):
     text = preset.read_text()
     assert f"--run-config conf/{preset.name}" in text.split("\n\n")[0]
-    cfg = parse_run_config({**flat_pyproject_config(), **tomllib.loads(text)})
+    cfg = parse_run_config({**pyproject_config, **tomllib.loads(text)})
     assert strategy_class(cfg.strategy.name).name == cfg.strategy.name

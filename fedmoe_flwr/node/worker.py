@@ -71,6 +71,7 @@ class Worker:
         self.argv = argv  # what a fresh worker is started with
         self.fab_hash: str | None = None  # the app code this process has loaded
         self.restart_after = False
+        self.current: tuple[Any, Any] = (None, None)  # the running task's message and context
         interceptors: list[Any] = [RuntimeVersionHttpInterceptor(component_name="SuperExec")]
         if secret:
             interceptors.append(SuperExecAuthHttpInterceptor(
@@ -124,13 +125,14 @@ class Worker:
         heartbeat.start()
         message = context = reply = None
         status, details = SubStatus.FAILED, "ClientApp task failed"
-        watchdog = threading.Timer(self.task_timeout, self._hung, args=(client, token))
+        watchdog = threading.Timer(self.task_timeout, self._hung, args=(client,))
         watchdog.daemon = True
         watchdog.start()
         t0 = time.perf_counter()
         times: dict[str, float] = {}
         try:
             message, context, run, fab = pull_task(client)
+            self.current = (message, context)  # what the watchdog answers if the task hangs
             times["pull"] = time.perf_counter() - t0
             if self.fab_hash is not None and fab.hash_str != self.fab_hash:
                 # The task did not say its app up front: refuse it clearly, and let the
@@ -157,6 +159,7 @@ class Worker:
             heartbeat.stop()
             client.close()
         self.tasks += 1
+        self.current = (None, None)
         if self.restart_after:
             log.info("exiting so the supervisor starts a fresh worker for the new app")
             sys.exit(4)
@@ -178,16 +181,23 @@ class Worker:
         client_app = load(run.fab_id, run.fab_version, fab.hash_str)
         return client_app(message=message, context=context)
 
-    def _hung(self, client: Any, token: str) -> None:
-        """Watchdog: a task over the timeout gets a failed status, and the process exits."""
-        from flwr.common.constant import SubStatus
-        from flwr.supernode.runtime.run_clientapp import push_task_output
+    def _hung(self, client: Any) -> None:
+        """Watchdog: a task over the timeout gets an error reply, and the process exits."""
+        from flwr.app import Message
+        from flwr.app.error import Error
+        from flwr.common.constant import ErrorCode, SubStatus
+        from flwr.supernode.runtime.run_clientapp import push_message, push_task_output
 
-        log.error("task ran over --task-timeout %.0fs: reporting it failed and exiting so the "
-                  "supervisor starts a fresh worker", self.task_timeout)
+        reason = f"ClientApp worker hung for over {self.task_timeout:.0f}s (--task-timeout)"
+        log.error("%s: answering with an error and exiting so the supervisor starts a fresh "
+                  "worker", reason)
+        message, context = self.current
         try:
-            push_task_output(client=client, context=None, sub_status=SubStatus.FAILED,
-                             details=f"ClientApp worker hung for over {self.task_timeout:.0f}s")
+            if message is not None and context is not None:
+                push_message(client, Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION,
+                                                   reason=reason), reply_to=message), context)
+            push_task_output(client=client, context=context, sub_status=SubStatus.FAILED,
+                             details=reason)
         finally:
             os._exit(3)
 

@@ -66,7 +66,7 @@ class FederationLoop:
         self.poll_interval = poll_interval
         self.stats = RunStats()
         self.nodes = NodeTable(cfg.run.rejoin_backoff)
-        self.messenger = Messenger(cfg.run.message_ttl, clock)
+        self.messenger = Messenger(cfg.run.message_ttl)
         self.federation = Federation(cfg, run_dir, clock)
         self.evaluator = Evaluator(self.federation, self.messenger, clock)
         self.admission = Admission(cfg, self.federation, self.nodes,

@@ -28,9 +28,8 @@ class Flight:
 class Messenger:
     """Pushes messages with the run's TTL, tracks flights, counts bytes each way."""
 
-    def __init__(self, ttl: float, clock: Callable[[], float]) -> None:
+    def __init__(self, ttl: float) -> None:
         self.ttl = ttl
-        self.clock = clock
         self.flights: dict[str, Flight] = {}
         self.bytes_sent = 0
 

@@ -11,6 +11,7 @@ from flwr.app import RecordDict
 from fedmoe_flwr import contract as C
 from fedmoe_flwr.config import AppConfig
 from fedmoe_flwr.merge.validation import UpdateRejected, validate_update
+from fedmoe_flwr.server.experts import ExpertState
 from fedmoe_flwr.server.federation import Federation, NonFiniteMerge
 from fedmoe_flwr.server.intake import TrainReport, check_norm, guarded, parse_train_reply
 from fedmoe_flwr.server.messenger import Flight
@@ -81,7 +82,7 @@ class UpdateDesk:
         for merge in merges:
             self.publish(merge.specialty, merge.weights)
 
-    def _expert(self, flight: Flight):  # noqa: ANN202 - ExpertState
+    def _expert(self, flight: Flight) -> ExpertState:
         expert = self.federation.experts.get(flight.specialty)
         if expert is None:
             raise UpdateRejected("unknown-specialty", f"{flight.specialty!r}")
