@@ -45,6 +45,15 @@ stop_pid() {  # stop a process and everything it started: each runs in its own p
   echo "stopped $what (pid $pid)"
 }
 
+stop_all() {  # every process group of this machine's pid files, stopped together
+  local f
+  for f in "$PIDS"/*.pid; do [ -e "$f" ] && kill -TERM -- "-$(cat "$f")" 2>/dev/null; done
+  for f in "$PIDS"/*.pid; do
+    [ -e "$f" ] && stop_pid "$f" "$(basename "$f" .pid)"
+  done
+  return 0
+}
+
 cmd_certs() {
   [ $# -ge 1 ] || die "usage: deploy.sh certs HOST_OR_IP [HOST_OR_IP ...] (names SuperNodes use to reach the SuperLink)"
   [ -f "$CERTS/ca.crt" ] && [ "${FORCE:-0}" != 1 ] && die "$CERTS/ca.crt exists (set FORCE=1 to replace every certificate)"
@@ -264,6 +273,6 @@ case "${1:-}" in
   supernode) shift; cmd_supernode "$@" ;;
   submit) shift; cmd_submit "$@" ;;
   status) cmd_superlink status; cmd_supernode status ;;
-  stop-all) cmd_supernode stop --all; cmd_superlink stop ;;
+  stop-all) stop_all ;;
   *) sed -n '2,18p' "$0"; exit 2 ;;
 esac

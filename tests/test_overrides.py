@@ -1,11 +1,14 @@
 """run.sh's --run-config merging: presets and k=v strings, later values win."""
 
 import tomllib
+from pathlib import Path
 
 import pytest
 
 from fedmoe_flwr.config import ConfigError
 from fedmoe_flwr.tools.overrides import merge, parse_value, to_toml
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_pairs_with_quotes_numbers_and_bools():
@@ -33,3 +36,10 @@ def test_preset_then_override_later_wins(tmp_path):
 def test_errors_name_the_value(value, message):
     with pytest.raises(ConfigError, match=message):
         parse_value(value)
+
+
+@pytest.mark.parametrize("preset", sorted((ROOT / "conf").glob("*.toml")), ids=lambda p: p.name)
+def test_every_preset_survives_a_later_override(preset):
+    want = tomllib.loads(preset.read_text())
+    merged = tomllib.loads(to_toml(merge([str(preset), "run.duration=20 run.name='p'"])))
+    assert merged == {**want, "run.duration": 20, "run.name": "p"}
