@@ -106,3 +106,131 @@ def test_ask_is_deterministic_and_routes_multi_domain_prompts_to_both(flwr_run):
     used = re.search(r"experts used: (.*)", one).group(1)
     assert "sql_expert" in used and "python_expert" in used, one
     assert "answer:" in one
+
+
+@pytest.fixture(scope="module")
+def served(flwr_run):
+    """`fedmoe serve` as a real process on a free 127.0.0.1 port, with an API key."""
+    import socket
+    import time
+
+    import httpx
+
+    tmp, _, env = flwr_run
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**env, "FEDMOE_CACHE": str(tmp / "state" / "cache"), "FEDMOE_API_KEY": "k3y"}
+    log = (tmp / "serve.log").open("w")
+    proc = subprocess.Popen([str(FEDMOE), "serve", str(tmp / "out" / "e2e"), "--port",
+                             str(port)], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, (tmp / "serve.log").read_text()[-3000:]
+            time.sleep(0.5)
+        yield base, tmp / "out" / "e2e"
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=60)
+
+
+def test_serve_answers_the_openai_client_routed_streamed_and_refuses_without_key(served):
+    import openai
+
+    base, _ = served
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="k3y")
+    ids = [m.id for m in client.models.list()]
+    assert ids == ["auto", "docs_expert", "python_expert", "sql_expert", "gateway"]
+    sql = client.chat.completions.create(
+        model="auto", max_tokens=16, seed=0,
+        messages=[{"role": "user", "content": "Write a SQL query that counts the orders per "
+                                              "customer in the orders table"}])
+    assert sql.model_extra["fedmoe"]["experts"][0] == "sql_expert"
+    assert sql.usage.total_tokens == sql.usage.prompt_tokens + sql.usage.completion_tokens
+    assert 1 <= sql.usage.completion_tokens <= 16
+    question = [{"role": "user", "content": "Write a Python function that reverses a list"}]
+    whole = client.chat.completions.create(model="python_expert", messages=question,
+                                           max_tokens=24)
+    chunks = list(client.chat.completions.create(model="python_expert", messages=question,
+                                                 max_tokens=24, stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip() == whole.choices[0].message.content  # greedy: the same answer
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    with pytest.raises(openai.BadRequestError, match="top_p"):
+        client.chat.completions.create(model="auto", messages=question, top_p=0.5)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="rust_expert", messages=question)
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{base}/v1", api_key="wrong").models.list()
+
+
+def test_serve_hands_out_weights_that_load_with_peft(served, tmp_path):
+    import io
+    import zipfile
+
+    import httpx
+    import torch
+    from peft import PeftModel, get_peft_model_state_dict
+    from transformers import AutoModelForCausalLM
+
+    from fedmoe_flwr.node.tiny_model import resolve_model_path
+
+    base, run = served
+    auth = {"Authorization": "Bearer k3y"}
+    assert httpx.get(f"{base}/experts").status_code == 401
+    info = httpx.get(f"{base}/experts/sql_expert", headers=auth).json()
+    assert info["version"] >= 2 and info["lora_r"] == 8
+    assert httpx.get(f"{base}/experts/..%2Fsummary.json", headers=auth).status_code == 404
+    blob = httpx.get(f"{base}/experts/sql_expert/weights?format=peft", headers=auth)
+    zipfile.ZipFile(io.BytesIO(blob.content)).extractall(tmp_path)
+    checkpoint = (run / "experts" / "sql_expert").resolve()
+    got = tmp_path / "sql_expert" / "adapter_model.safetensors"
+    assert got.read_bytes() == (checkpoint / "adapter_model.safetensors").read_bytes()
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path("qwen2-tiny"))
+    peft = PeftModel.from_pretrained(model, str(tmp_path / "sql_expert"))
+    state = get_peft_model_state_dict(peft)
+    from safetensors.numpy import load_file
+
+    want = load_file(str(checkpoint / "adapter_model.safetensors"))
+    assert set(state) == set(want)
+    for k, v in want.items():
+        assert torch.equal(state[k], torch.from_numpy(v))
+    npz = httpx.get(f"{base}/gateway/weights?format=npz", headers=auth)
+    assert npz.status_code == 200 and npz.content[:2] == b"PK"
+
+
+def test_serve_picks_up_a_new_checkpoint_without_restart(served):
+    """Written as the server writes one: a new version directory, then a symlink swap."""
+    import json as _json
+
+    import openai
+    from safetensors.numpy import load_file
+
+    from fedmoe_flwr.config import parse_run_config
+    from fedmoe_flwr.server.artifacts import atomic_symlink, write_peft_adapter
+    from fedmoe_flwr.weights import weights_checksum
+
+    base, run = served
+    link = run / "experts" / "python_expert"
+    old = link.resolve()
+    meta = _json.loads((old / "meta.json").read_text())
+    weights = {k: v * 0.5 for k, v in load_file(str(old / "adapter_model.safetensors")).items()}
+    new = old.parent / f"python_expert-v{meta['version'] + 1:06d}"
+    new.mkdir()
+    write_peft_adapter(new, weights, parse_run_config({}).model, "qwen2-tiny")
+    (new / "meta.json").write_text(_json.dumps({**meta, "version": meta["version"] + 1,
+                                                "sha256": weights_checksum(weights)}))
+    atomic_symlink(f".versions/{new.name}", link)
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="k3y")
+    reply = client.chat.completions.create(
+        model="python_expert", max_tokens=4,
+        messages=[{"role": "user", "content": "Write a Python function that adds two numbers"}])
+    assert reply.model_extra["fedmoe"]["versions"] == {"python_expert": meta["version"] + 1}

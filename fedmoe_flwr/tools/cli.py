@@ -16,6 +16,7 @@ print one line naming the path or adapter and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -181,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--combine", choices=ROUTER_COMBINE, default=None,
                    help="several experts: mix (one merged adapter) or stitch (one answer each)")
     _router_args(p)
+    p = sub.add_parser("serve", help="serve the experts: OpenAI-compatible API + expert API")
+    p.add_argument("run_dir", nargs="?", help="run directory (default: outputs/latest)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=None,
+                   help="require 'Authorization: Bearer KEY' (default: $FEDMOE_API_KEY)")
     p = sub.add_parser("route-eval", help="routing accuracy on labelled prompts")
     p.add_argument("items", nargs="+", metavar="[RUN_DIR] FILE.jsonl")
     _router_args(p, every=True)
@@ -230,8 +237,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             info = RunView(args.run_dir).adapter(args.adapter)
             out = export_adapter(info, args.format, args.out, force=args.force,
                                  dtype=args.dtype)
+            rank = int(info.config.get("r", 0))
             console.print(f"exported {info.kind} {info.name!r} v{info.version} as "
-                          f"{args.format} to {out}")
+                          f"{args.format} (LoRA rank {rank}) to {out}")
+            if args.format == "peft" and rank > 16:
+                flag = next((r for r in (32, 64, 128, 256, 512) if r >= rank), rank)
+                console.print(f"  vLLM serves LoRA ranks up to 16 by default: start it with "
+                              f"--max-lora-rank {flag}")
+        elif args.command == "serve":
+            from fedmoe_flwr.tools.serve_http import serve
+
+            serve(RunView(args.run_dir), args.host, args.port,
+                  args.api_key or os.environ.get("FEDMOE_API_KEY") or None)
         elif args.command == "stop":
             cmd_stop(RunView(args.run_dir), console)
         elif args.command == "ask":

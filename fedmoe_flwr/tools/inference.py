@@ -35,6 +35,9 @@ class Answer:
     text: str
     route: Route
     adapter: str  # the adapter that generated (an expert, "mix", or "gateway")
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"  # "stop" (end of answer) or "length" (max_new_tokens)
 
 
 def run_app_config(run: RunView, **router_overrides: Any) -> AppConfig:
@@ -65,12 +68,10 @@ class Assistant:
         self.cfg = cfg
         self.loaded = load_base(cfg.model)
         self.model = self.loaded.peft_model
-        self.experts = [e.name for e in run.experts()]
-        for info in run.experts():
-            ensure_adapter(self.loaded, f"x:{info.name}", cfg.model)
-            set_adapter_weights(self.model, f"x:{info.name}", info.weights())
-        self._weights = {e.name: e.weights() for e in run.experts()}
-        self.router = self.make_router(cfg.router)
+        self.versions: dict[str, int] = {}  # expert -> checkpoint version in memory
+        self._weights: dict[str, dict] = {}
+        self.experts: list[str] = []
+        self.refresh()  # loads every expert and builds the router
 
     def make_router(self, rcfg: RouterConfig) -> Router:
         """A router of any method over this run's experts."""
@@ -144,7 +145,8 @@ class Assistant:
 
     @torch.no_grad()
     def _generate(self, prompt: str, max_new_tokens: int, temperature: float,
-                  seed: int) -> str:
+                  seed: int, streamer: Any = None) -> tuple[str, int, int, str]:
+        """Text, prompt tokens, completion tokens and finish reason of one generation."""
         tok = self.loaded.tokenizer
         ids = self._encode(prompt)
         torch.manual_seed(seed)
@@ -152,20 +154,56 @@ class Assistant:
         out = self.model.generate(
             input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
             do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
-            top_p=None, top_k=None, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+            top_p=None, top_k=None, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+            streamer=streamer)
+        new = out[0, ids.shape[1]:]
+        ended = bool(len(new)) and int(new[-1]) == tok.eos_token_id
+        reason = "stop" if ended or len(new) < max_new_tokens else "length"
+        return (tok.decode(new, skip_special_tokens=True).strip(), int(ids.shape[1]),
+                int(len(new)), reason)
+
+    def refresh(self) -> dict[str, int]:
+        """Load every expert checkpoint newer than the one in memory; returns the versions.
+
+        A run that is still training writes new versions atomically; reading the
+        resolved version directory (checksum verified) never sees half an adapter.
+        """
+        changed = False
+        for info in self.run.experts():
+            if self.versions.get(info.name) == info.version:
+                continue
+            weights = info.weights()
+            ensure_adapter(self.loaded, f"x:{info.name}", self.cfg.model)
+            set_adapter_weights(self.model, f"x:{info.name}", weights)
+            self._weights[info.name] = weights
+            self.versions[info.name] = info.version
+            changed = changed or info.name not in self.experts
+        if changed:  # a specialty that joined: route to it too
+            self.experts = sorted(self.versions)
+            self.router = self.make_router(self.cfg.router)
+        return dict(self.versions)
 
     def ask(self, prompt: str, *, max_new_tokens: int = 128, temperature: float = 0.0,
-            seed: int = 0, route: Route | None = None) -> Answer:
-        """Route ``prompt`` and generate; deterministic for a given seed."""
+            seed: int = 0, route: Route | None = None, streamer: Any = None) -> Answer:
+        """Route ``prompt`` and generate; deterministic for a given seed.
+
+        ``streamer`` (a ``transformers`` streamer) receives the tokens as they are
+        generated (one adapter only; stitched answers are not streamed).
+        """
         route = route or self.router.route(prompt)
         if self.cfg.router.combine == "stitch" and len(route.experts) > 1:
-            parts = []
+            parts, used, reasons, n_prompt = [], 0, [], 0
             for name in route.experts:
                 self.model.set_adapter(f"x:{name}")
-                parts.append(f"[{name}]\n" + self._generate(prompt, max_new_tokens,
-                                                             temperature, seed))
-            return Answer("\n\n".join(parts), route, "stitch(" + "+".join(route.experts) + ")")
+                text, n_prompt, n_new, reason = self._generate(prompt, max_new_tokens,
+                                                               temperature, seed)
+                parts.append(f"[{name}]\n{text}")
+                used += n_new
+                reasons.append(reason)
+            return Answer("\n\n".join(parts), route, "stitch(" + "+".join(route.experts) + ")",
+                          n_prompt, used, "length" if "length" in reasons else "stop")
         adapter = self._use(route)
-        return Answer(self._generate(prompt, max_new_tokens, temperature, seed), route, adapter)
+        text, n_prompt, n_new, reason = self._generate(prompt, max_new_tokens, temperature,
+                                                       seed, streamer)
+        return Answer(text, route, adapter, n_prompt, n_new, reason)
 

@@ -1,0 +1,251 @@
+"""``fedmoe serve``: a run's experts behind an OpenAI-compatible API, plus the expert API.
+
+- ``GET /v1/models``: ``auto`` (routed by the run's router), every expert, ``gateway``.
+- ``POST /v1/chat/completions``: ``model`` = ``auto`` routes the last user message like
+  ``fedmoe ask``; an expert's name or ``gateway`` uses that adapter.  ``max_tokens``,
+  ``temperature``, ``seed``, ``stream`` (server-sent events in OpenAI's chunk format) and
+  ``usage``; the extra field ``fedmoe`` names the experts, weights and versions used.
+  Any other parameter is a 400 in OpenAI's error format, never silently ignored.
+- ``GET /experts``, ``/experts/{name}``, ``/gateway``: what the run checkpointed;
+  ``.../weights?format=peft`` (a zip of the PEFT adapter directory) or ``format=npz``
+  (as ``fedmoe export`` writes it).  Training updates never come in over HTTP.
+
+Served live from the run's last complete checkpoints: every request first loads expert
+versions newer than those in memory (atomic symlink swaps, checksums verified).  One
+model in memory serves every request, one generation at a time (a lock).  Safe by
+default: binds 127.0.0.1; with ``--api-key`` (or ``FEDMOE_API_KEY``) every route but
+``/health`` needs ``Authorization: Bearer KEY``; adapter names are looked up in the run,
+never joined into paths; request bodies and ``max_tokens`` are bounded.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import json
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fedmoe_flwr.contract import GATEWAY
+from fedmoe_flwr.routing.router import Route
+from fedmoe_flwr.server.rundir import RunView
+
+MAX_BODY_BYTES = 1 << 20  # a chat request is text: 1 MiB is generous
+MAX_TOKENS = 1024
+SUPPORTED = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "seed",
+             "stream", "n", "user"}
+
+
+class ApiError(Exception):
+    """An error answered in OpenAI's format: ``{"error": {"message", "type", "param", "code"}}``."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
+                 param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.param = status, kind, param
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error body."""
+        return {"error": {"message": str(self), "type": self.kind, "param": self.param,
+                          "code": None}}
+
+
+class ChatRequest:
+    """A validated chat completion request."""
+
+    def __init__(self, body: Any, models: list[str]) -> None:
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        unsupported = sorted(set(body) - SUPPORTED)
+        if unsupported:
+            raise ApiError(400, f"unsupported parameter(s) {unsupported}; this server takes "
+                                f"{sorted(SUPPORTED)}", param=unsupported[0])
+        self.model = body.get("model")
+        if self.model not in models:
+            raise ApiError(404, f"model {self.model!r} does not exist; models: {models}",
+                           param="model", kind="not_found_error")
+        self.prompt = _last_user_message(body.get("messages"))
+        self.max_tokens = _int(body, "max_completion_tokens",
+                               _int(body, "max_tokens", 128, 1, MAX_TOKENS), 1, MAX_TOKENS)
+        self.temperature = _number(body, "temperature", 0.0, 0.0, 2.0)
+        self.seed = _int(body, "seed", 0, 0, 2**31 - 1)
+        self.stream = body.get("stream", False)
+        if not isinstance(self.stream, bool):
+            raise ApiError(400, "stream must be true or false", param="stream")
+        if body.get("n", 1) != 1:
+            raise ApiError(400, "only n = 1 is supported", param="n")
+
+
+def _last_user_message(messages: Any) -> str:
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "messages must be a non-empty list", param="messages")
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
+                or not isinstance(m.get("content"), str):
+            raise ApiError(400, "each message needs a role (system, user, assistant) and a "
+                                "string content", param="messages")
+    if messages[-1]["role"] != "user" or not messages[-1]["content"].strip():
+        raise ApiError(400, "the last message must be a non-empty user message (the experts "
+                            "answer single questions; earlier turns are not used)",
+                       param="messages")
+    return messages[-1]["content"]
+
+
+def _number(body: dict, key: str, default: float, lo: float, hi: float) -> float:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise ApiError(400, f"{key} must be a number in [{lo}, {hi}], got {value!r}", param=key)
+    return float(value)
+
+
+def _int(body: dict, key: str, default: int, lo: int, hi: int) -> int:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ApiError(400, f"{key} must be an integer in [{lo}, {hi}], got {value!r}",
+                       param=key)
+    return value
+
+
+class ServedRun:
+    """The run's model with every expert, refreshed before each request, one user at a time."""
+
+    def __init__(self, run: RunView) -> None:
+        from fedmoe_flwr.tools.inference import Assistant, run_app_config
+
+        self.run = run
+        self.lock = threading.Lock()
+        self.assistant = Assistant(run, run_app_config(run))
+
+    def models(self) -> list[str]:
+        """``auto``, the experts, and the gateway when the run has one."""
+        names = self.run.names()
+        return ["auto", *[n for n in names if n != GATEWAY], *([GATEWAY] if GATEWAY in names
+                                                                else [])]
+
+    def route(self, req: ChatRequest) -> Route:
+        """The experts a request uses: routed for ``auto``, else the one it names."""
+        if req.model == "auto":
+            return self.assistant.router.route(req.prompt)
+        if req.model == GATEWAY:
+            return Route([], {}, {}, "explicit")
+        return Route([req.model], {req.model: 1.0}, {}, "explicit")
+
+    def complete(self, req: ChatRequest, streamer: Any = None) -> Any:
+        """Generate one answer (call with ``self.lock`` held)."""
+        self.assistant.refresh()
+        return self.assistant.ask(req.prompt, max_new_tokens=req.max_tokens,
+                                  temperature=req.temperature, seed=req.seed,
+                                  route=self.route(req), streamer=streamer)
+
+
+def _completion(req: ChatRequest, answer: Any, versions: dict[str, int]) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
+        "created": int(time.time()), "model": req.model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
+                     "finish_reason": answer.finish_reason}],
+        "usage": {"prompt_tokens": answer.prompt_tokens,
+                  "completion_tokens": answer.completion_tokens,
+                  "total_tokens": answer.prompt_tokens + answer.completion_tokens},
+        "fedmoe": _used(answer, versions),
+    }
+
+
+def _used(answer: Any, versions: dict[str, int]) -> dict[str, Any]:
+    return {"experts": answer.route.experts, "weights": answer.route.weights,
+            "adapter": answer.adapter, "router": answer.route.method,
+            "versions": {n: versions[n] for n in answer.route.experts if n in versions}}
+
+
+def _chunk(cid: str, req: ChatRequest, delta: dict, finish: str | None = None,
+           extra: dict | None = None) -> str:
+    body = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": req.model, "choices": [{"index": 0, "delta": delta,
+                                             "finish_reason": finish}], **(extra or {})}
+    return f"data: {json.dumps(body)}\n\n"
+
+
+def stream_completion(served: ServedRun, req: ChatRequest) -> Iterator[str]:
+    """Server-sent events: a role chunk, content chunks as tokens come, a final chunk."""
+    from transformers import TextIteratorStreamer
+
+    cid = f"chatcmpl-{uuid.uuid4().hex}"
+    tok = served.assistant.loaded.tokenizer
+    streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        with served.lock:
+            try:
+                result["answer"] = served.complete(req, streamer)
+            except Exception as err:  # reported in the stream; the server keeps serving
+                result["error"] = err
+                streamer.end()
+            result["versions"] = dict(served.assistant.versions)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    yield _chunk(cid, req, {"role": "assistant", "content": ""})
+    for piece in streamer:
+        if piece:
+            yield _chunk(cid, req, {"content": piece})
+    thread.join()
+    if "error" in result:
+        yield f"data: {json.dumps(ApiError(500, str(result['error']), 'server_error').body())}\n\n"
+    else:
+        answer = result["answer"]
+        yield _chunk(cid, req, {}, answer.finish_reason, {
+            "usage": {"prompt_tokens": answer.prompt_tokens,
+                      "completion_tokens": answer.completion_tokens,
+                      "total_tokens": answer.prompt_tokens + answer.completion_tokens},
+            "fedmoe": _used(answer, result["versions"])})
+    yield "data: [DONE]\n\n"
+
+
+def adapter_info(run: RunView, name: str) -> dict[str, Any]:
+    """Name, kind, version, LoRA shape and what meta.json says (losses, counters)."""
+    info = run.adapter(name)
+    return {"name": info.name, "kind": info.kind, "version": info.version,
+            "lora_r": info.config.get("r"), "lora_alpha": info.config.get("lora_alpha"),
+            "size_bytes": info.size_bytes,
+            "meta": {k: v for k, v in info.meta.items() if k != "sha256"}}
+
+
+def adapter_download(run: RunView, name: str, fmt: str) -> tuple[bytes, str, str]:
+    """``(bytes, media type, file name)`` of an adapter: a PEFT directory zip, or npz."""
+    info = run.adapter(name)
+    info.weights()  # verified before it is handed out
+    if fmt == "peft":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+            for file in ("adapter_config.json", "adapter_model.safetensors", "meta.json"):
+                zf.write(info.path / file, f"{name}/{file}")
+        return buf.getvalue(), "application/zip", f"{name}-v{info.version}.zip"
+    if fmt == "npz":
+        from fedmoe_flwr.tools.export import save_npz
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "a.npz"
+            save_npz(path, info)
+            return path.read_bytes(), "application/octet-stream", f"{name}-v{info.version}.npz"
+    raise ApiError(400, f"format must be peft or npz, got {fmt!r}", param="format")
+
+
+def check_key(api_key: str | None, header: str | None) -> None:
+    """Refuse a request without the right bearer key (constant-time comparison)."""
+    if not api_key:
+        return
+    given = (header or "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), api_key.encode()):
+        raise ApiError(401, "missing or wrong API key (Authorization: Bearer KEY)",
+                       "authentication_error")
