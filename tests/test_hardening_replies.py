@@ -110,7 +110,7 @@ def test_bad_registration_is_refused_with_a_reason(tmp_path, name, content, reas
     nodes = {1: make_node("python_expert", step=STEP), 2: make_node("sql_expert", step=STEP),
              9: refuse_once(content)}
     loop, summary, _ = run(tmp_path, nodes, **{
-        "run.max-updates": 4, "strategy.max-update-norm": 10.0, "run.register-timeout": 5.0,
+        "run.max-updates": 2, "strategy.max-update-norm": 10.0, "run.register-timeout": 5.0,
         "run.specialties": "python_expert,sql_expert,docs_expert"})
     assert loop.nodes.refused[9].startswith(reason), loop.nodes.refused[9]
     assert "docs_expert" not in loop.experts
