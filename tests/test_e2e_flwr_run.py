@@ -30,7 +30,7 @@ def flwr_run(tmp_path_factory):
     env = {**os.environ, "FEDMOE_STATE": str(tmp / "state")}
     proc = subprocess.run(
         ["bash", "scripts/run.sh", "--run-config",
-         f"run.duration=18 train.sync-interval=3 run.name='e2e' run.output-dir='{tmp}/out'"],
+         f"run.duration=15 train.sync-interval=3 run.name='e2e' run.output-dir='{tmp}/out'"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
