@@ -73,7 +73,6 @@ class FederationLoop:
                                    CentroidBook(cfg.router.embedding_layer))
         self.desk = UpdateDesk(cfg, self.federation, strategy, self.stats, clock)
         self.stopping = False
-        self._training = False
         self._updates_at_start = 0
         if resume is not None:
             self._resume(resume, run_dir)
@@ -106,7 +105,6 @@ class FederationLoop:
                               nodes=len(self.nodes.registered))
         log.info("training %d expert(s) on %d node(s) with %s for %.0fs", len(self.experts),
                  len(self.nodes.registered), self.strategy.name, self.cfg.run.duration)
-        self._training = True
         last_check = last_eval = self.clock()
         while not self._done():
             if self.clock() - last_check >= NODE_RECHECK_S:
@@ -170,8 +168,6 @@ class FederationLoop:
         replies = self.messenger.pull(grid)
         for reply, flight in replies:
             self._on_reply(reply, flight)
-        if self._training:
-            self._dispatch(grid)
         if not replies:
             self.sleep(self.poll_interval)
         return len(replies)

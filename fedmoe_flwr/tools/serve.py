@@ -148,7 +148,8 @@ class ServedRun:
                                   route=self.route(req), streamer=streamer)
 
 
-def _completion(req: ChatRequest, answer: Any, versions: dict[str, int]) -> dict[str, Any]:
+def completion_body(req: ChatRequest, answer: Any, versions: dict[str, int]) -> dict[str, Any]:
+    """An OpenAI ``chat.completion`` object, plus the experts and versions used."""
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
         "created": int(time.time()), "model": req.model,

@@ -18,10 +18,10 @@ from fedmoe_flwr.tools.serve import (
     ApiError,
     ChatRequest,
     ServedRun,
-    _completion,
     adapter_download,
     adapter_info,
     check_key,
+    completion_body,
     stream_completion,
 )
 
@@ -108,7 +108,7 @@ def _complete(served: ServedRun, req: ChatRequest) -> dict[str, Any]:
     with served.lock:  # one model, one generation at a time; requests queue here
         answer = served.complete(req)
         versions = dict(served.assistant.versions)
-    return _completion(req, answer, versions)
+    return completion_body(req, answer, versions)
 
 
 def _expert_name(run: RunView, name: str) -> str:
