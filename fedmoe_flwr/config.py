@@ -200,6 +200,10 @@ class GatewayConfig(Section):
                         "(0 = experts' rank)", ge=0, le=4096)
     density: float = setting(0.5, "gateway.density", "ties / dare-ties: fraction of each "
                              "expert's update kept", gt=0, le=1)
+    refresh_every: float = setting(10.0, "gateway.refresh-every", "seconds between gateway "
+                                   "rebuilds while experts change (0 = after every update); "
+                                   "always rebuilt before evaluations and at the end",
+                                   ge=0, le=DAY)
 
 
 @dataclass(frozen=True)

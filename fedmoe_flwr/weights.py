@@ -11,6 +11,7 @@ This module imports neither torch nor PEFT: the server uses it.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 from typing import Any
@@ -30,15 +31,66 @@ def to_array_record(weights: Weights) -> Any:
     Flower moves each ``Array`` of a message as a separate object, one request
     per hop; an adapter of Qwen2-0.5B has 336 matrices, so per-matrix arrays
     cost hundreds of requests per message where one vector (chunked at 5 MiB
-    by Flower) costs a handful.  Sorted keys make the bytes reproducible.
+    by Flower) costs a handful.  Sorted keys make the bytes reproducible.  The
+    vector is written straight into its ``.npy`` bytes (what ``Array(ndarray)``
+    produces, without its two extra copies), so any Flower peer reads it with
+    ``Array.numpy()``.
     """
-    from flwr.app import Array, ArrayRecord
+    from flwr.app import ArrayRecord
 
     keys = sorted(weights)
-    parts = [np.asarray(weights[k], dtype=np.float32).ravel() for k in keys]
-    flat = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    sizes = [int(np.size(weights[k])) for k in keys]
+    header = _npy_header(sum(sizes))
+    buf = bytearray(len(header) + 4 * sum(sizes))
+    buf[:len(header)] = header
+    flat = np.frombuffer(buf, np.float32, offset=len(header))
+    offset = 0
+    for key, size in zip(keys, sizes, strict=True):
+        flat[offset:offset + size] = np.asarray(weights[key]).reshape(-1)
+        offset += size
     index = json.dumps([[k, list(np.shape(weights[k]))] for k in keys]).encode()
-    return ArrayRecord({PACKED: Array(flat), INDEX: Array(np.frombuffer(index, np.uint8))})
+    return ArrayRecord({PACKED: _npy_array(bytes(buf), sum(sizes)),
+                        INDEX: _npy_array(_npy_header(len(index), "|u1") + index, len(index),
+                                          "uint8")})
+
+
+def _npy_header(length: int, descr: str = "<f4") -> bytes:
+    """The ``.npy`` (format 1.0) header of a 1-D little-endian array of ``length`` items."""
+    from numpy.lib import format as npy
+
+    out = io.BytesIO()
+    npy.write_array_header_1_0(out, {"descr": descr, "fortran_order": False,
+                                     "shape": (length,)})
+    return out.getvalue()  # magic, version, header length and the padded header
+
+
+def _npy_array(data: bytes, length: int, dtype: str = "float32") -> Any:
+    from flwr.app import Array
+
+    return Array(dtype=dtype, shape=(length,), stype="numpy.ndarray", data=data)
+
+
+def _vector(array: Any) -> np.ndarray:
+    """A 1-D ``.npy`` Array's values as a read-only view of its bytes (no copy).
+
+    ``Array.numpy()`` copies the payload through ``np.load``; at 7B shapes that
+    is 80 MB per reply.  Anything but a plain little-endian 1-D ``.npy`` falls
+    back to it.
+    """
+    from numpy.lib import format as npy
+
+    data = array.data
+    if array.stype == "numpy.ndarray" and isinstance(data, bytes):
+        stream = io.BytesIO(data)
+        try:
+            version = npy.read_magic(stream)
+            if version == (1, 0):
+                shape, fortran, dtype = npy.read_array_header_1_0(stream)
+                if len(shape) == 1 and not dtype.hasobject and dtype.byteorder != ">":
+                    return np.frombuffer(data, dtype, count=shape[0], offset=stream.tell())
+        except ValueError:
+            pass
+    return array.numpy()
 
 
 def from_array_record(record: Any) -> Weights:
@@ -52,8 +104,8 @@ def from_array_record(record: Any) -> Weights:
     if PACKED not in record or len(record) != 2:
         raise ValueError(f"a packed record holds exactly {PACKED!r} and {INDEX!r}, got "
                          f"{sorted(record)}")
-    index = json.loads(record[INDEX].numpy().tobytes().decode("utf-8"))
-    flat = record[PACKED].numpy()
+    index = json.loads(_vector(record[INDEX]).tobytes().decode("utf-8"))
+    flat = _vector(record[PACKED])
     if flat.ndim != 1 or not isinstance(index, list):
         raise ValueError("packed weights must be one vector with a list as index")
     out: Weights = {}
@@ -89,5 +141,11 @@ def weights_checksum(weights: Weights) -> str:
 
 
 def all_finite(weights: Weights) -> bool:
-    """True when no array holds NaN or Inf (checked after every merge)."""
-    return all(np.isfinite(v).all() for v in weights.values())
+    """True when no array holds NaN or Inf (checked after every merge).
+
+    A sum is NaN or Inf when any value is, and costs one pass without the
+    boolean temporary of ``isfinite``; only a non-finite sum (or an overflow
+    of a large but finite array) pays for the exact check.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return all(np.isfinite(np.sum(v)) or np.isfinite(v).all() for v in weights.values())

@@ -6,6 +6,8 @@ must leave the expert untouched; the strategies count reasons per node.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..weights import Weights
@@ -39,8 +41,8 @@ def check_weights(reference: Weights, update: Weights) -> None:
             raise UpdateRejected("wrong-dtype", f"{key}: dtype {arr.dtype} is not floating point")
         # One pass, in the dtype the expert keeps: a float64 1e300 becomes inf in float32,
         # NaN stays NaN; float32 arrays (the wire format) are checked without a copy.
-        as32 = arr if arr.dtype == np.float32 else arr.astype(np.float32)
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):
+            as32 = arr if arr.dtype == np.float32 else arr.astype(np.float32)
             if not np.isfinite(as32).all():
                 raise UpdateRejected("non-finite", f"{key}: contains NaN or Inf (in float32)")
 
@@ -65,8 +67,22 @@ def update_norm_ratio(update: Weights, base: Weights, current: Weights) -> float
     backdoor federated learning?") scaled by the expert, so one default fits
     adapters of any size; the floor of 1 keeps a near-zero expert (all-zero
     initial weights) from making every update look infinitely large.
-    Computed in float64 so 1e30 does not overflow.
+    Per key, in float32 with a float64 total (a key's difference is small
+    enough to stay in cache); a key whose float32 sum of squares overflows is
+    recomputed in float64, so 1e30 is measured, not turned into Inf.
     """
-    delta = sum(float(np.sum((update[k].astype(np.float64) - base[k]) ** 2)) for k in update)
-    size = sum(float(np.sum(current[k].astype(np.float64) ** 2)) for k in current)
+    delta = sum(_squared_norm(update[k], base[k]) for k in update)
+    size = sum(_squared_norm(current[k]) for k in current)
     return float(np.sqrt(delta) / max(np.sqrt(size), 1.0))
+
+
+def _squared_norm(x: np.ndarray, minus: np.ndarray | None = None) -> float:
+    """``||x - minus||^2`` (or ``||x||^2``) as a Python float."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = (np.subtract(x, minus, dtype=np.float32) if minus is not None
+             else np.asarray(x, dtype=np.float32)).reshape(-1)
+        total = float(np.dot(d, d))
+    if math.isfinite(total):
+        return total
+    d64 = np.asarray(x, np.float64) - (minus if minus is not None else 0.0)
+    return float(np.sum(d64.reshape(-1) ** 2))

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,7 @@ class RunDirectory:
             raise ConfigError(f"cannot create the run directory {self.root} (run.output-dir): "
                               f"{err.strerror}") from None
         self._metrics = (self.root / "metrics.jsonl").open("a", encoding="utf-8")
+        self._lock = threading.Lock()
         latest = self.root.parent / "latest"
         if latest.is_symlink() or not latest.exists():
             atomic_symlink(run_name, latest)
@@ -138,8 +140,10 @@ class RunDirectory:
     def log_event(self, event: str, **fields: Any) -> None:
         """Append one event to ``metrics.jsonl`` (flushed, so it can be tailed live)."""
         record = {"event": event, "time": round(time.time(), 3), **fields}
-        self._metrics.write(json.dumps(record, default=_json_default) + "\n")
-        self._metrics.flush()
+        line = json.dumps(record, default=_json_default) + "\n"
+        with self._lock:  # background workers may log too: one whole line at a time
+            self._metrics.write(line)
+            self._metrics.flush()
 
     def write_json(self, name: str, obj: Any) -> Path:
         """Write a JSON artifact atomically."""

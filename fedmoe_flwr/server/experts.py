@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fedmoe_flwr.weights import Weights
+from fedmoe_flwr.weights import Weights, to_array_record
 
 
 @dataclass
@@ -25,6 +25,17 @@ class ExpertState:
     nodes: set[int] = field(default_factory=set)
     last_train_loss: float | None = None
     eval_losses: dict[str, float] = field(default_factory=dict)  # domain -> held-out loss
+    _wire: tuple[int, int, Any] | None = field(default=None, repr=False, compare=False)
+
+    def record(self) -> Any:
+        """The weights as a message's ArrayRecord, encoded once per version.
+
+        Every node of a specialty that is sent the same version gets the same
+        record: the weights are packed once, and Flower hashes its arrays once.
+        """
+        if self._wire is None or self._wire[:2] != (self.version, id(self.weights)):
+            self._wire = (self.version, id(self.weights), to_array_record(self.weights))
+        return self._wire[2]
 
     def meta(self) -> dict[str, Any]:
         """The ``meta.json`` of the expert's adapter directory."""

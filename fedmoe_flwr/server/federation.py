@@ -2,17 +2,19 @@
 
 Every change of an expert goes through :meth:`Federation.publish`, which
 refuses non-finite weights (so no bad merge ever reaches disk or a node),
-bumps the version, checkpoints atomically and rebuilds the gateway.
+bumps the version, and queues the checkpoint and the gateway rebuild.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 from fedmoe_flwr.config import AppConfig
 from fedmoe_flwr.merge.gateway import build_gateway, gateway_coefficients, gateway_seed
 from fedmoe_flwr.server.artifacts import RunDirectory
+from fedmoe_flwr.server.background import BackgroundWorker
 from fedmoe_flwr.server.experts import ExpertState, GatewayState
 from fedmoe_flwr.server.resume import ResumeState
 from fedmoe_flwr.weights import Weights, all_finite
@@ -25,7 +27,15 @@ class NonFiniteMerge(ValueError):
 
 
 class Federation:
-    """Experts by specialty and the gateway built from them, checkpointed on every change."""
+    """Experts by specialty and the gateway built from them, checkpointed on every change.
+
+    The merge path only swaps arrays and bumps versions: checkpoints are
+    written by a background worker (newest version per adapter), and the
+    gateway is rebuilt by another, at most every ``gateway.refresh-every``
+    seconds, so neither ever delays the next update.  ``refresh_gateway()``
+    and ``flush()`` wait, for the points where the gateway must be current
+    (start, evaluation, end).
+    """
 
     def __init__(self, cfg: AppConfig, run_dir: RunDirectory,
                  clock: Callable[[], float]) -> None:
@@ -36,6 +46,10 @@ class Federation:
         self.experts: dict[str, ExpertState] = {}
         self.gateway: GatewayState | None = None
         self._gateway_first_version = 0
+        self._writer = BackgroundWorker("checkpoint")
+        self._builder = BackgroundWorker("gateway")
+        self._gateway_due_at = -math.inf  # clock time of the next allowed rebuild
+        self._gateway_stale = False  # an expert changed since the last rebuild was queued
 
     def resume(self, state: ResumeState) -> None:
         """Continue an old run: experts with weights, versions and counters; gateway version."""
@@ -49,7 +63,7 @@ class Federation:
         expert = self.experts[specialty] = ExpertState(specialty, weights)
         self.checkpoint(expert)
         if self.gateway is not None:  # a late specialty joins the gateway too
-            self.refresh_gateway()
+            self.refresh_gateway(wait=False)
         return expert
 
     def publish(self, specialty: str, weights: Weights) -> ExpertState:
@@ -64,44 +78,85 @@ class Federation:
         self.checkpoint(expert)
         self.run_dir.log_event("version", specialty=specialty, version=expert.version,
                                elapsed=round(self.clock() - self.start, 3))
-        self.refresh_gateway()
+        self._gateway_stale = True
+        self.tick()
         return expert
 
-    def refresh_gateway(self) -> None:
-        """Rebuild the gateway from the current experts and checkpoint it (finite only)."""
+    def tick(self) -> None:
+        """Queue a gateway rebuild if an expert changed and the refresh interval has passed."""
+        if self._gateway_stale and self.clock() >= self._gateway_due_at:
+            self.refresh_gateway(wait=False)
+
+    def refresh_gateway(self, wait: bool = True) -> None:
+        """Rebuild the gateway from the experts as they are now, and checkpoint it.
+
+        The experts are read here, on the caller's thread; the build and the
+        write happen on the gateway worker.  ``wait`` returns only once done.
+        """
+        snapshot = {s: (e.weights, e.version, e.examples_seen) for s, e in self.experts.items()}
+        self._gateway_stale = False
+        self._gateway_due_at = self.clock() + self.cfg.gateway.refresh_every
+        self._builder.submit("build", lambda: self._build_gateway(snapshot))
+        if wait:
+            self._builder.flush()
+
+    def _build_gateway(self, snapshot: dict[str, tuple[Weights, int, int]]) -> None:
         g, m = self.cfg.gateway, self.cfg.model
-        coeffs = gateway_coefficients({s: e.examples_seen for s, e in self.experts.items()},
-                                      g.weighting)
-        version = self.gateway.version + 1 if self.gateway else self._gateway_first_version
-        merged = build_gateway({s: e.weights for s, e in self.experts.items()}, coeffs,
+        coeffs = gateway_coefficients({s: n for s, (_, _, n) in snapshot.items()}, g.weighting)
+        previous = self.gateway
+        version = previous.version + 1 if previous else self._gateway_first_version
+        merged = build_gateway({s: w for s, (w, _, _) in snapshot.items()}, coeffs,
                                g.method, rank=m.lora_r, alpha=m.lora_alpha, svd_rank=g.rank,
                                density=g.density, seed=gateway_seed(self.cfg.run.seed, version))
         if not all_finite(merged.weights):
             log.error("gateway v%d would hold NaN/Inf; keeping the previous one", version)
             return
-        self.gateway = GatewayState(merged.weights, g.method, version, coeffs,
-                                    {s: e.version for s, e in self.experts.items()},
-                                    self.gateway.eval_losses if self.gateway else {},
-                                    merged.rank, merged.alpha)
-        self.checkpoint_gateway()
+        gateway = GatewayState(merged.weights, g.method, version, coeffs,
+                               {s: v for s, (_, v, _) in snapshot.items()},
+                               previous.eval_losses if previous else {},
+                               merged.rank, merged.alpha)
+        self._save_gateway(gateway)
+        self.gateway = gateway  # published once on disk, so readers never see it first
 
     def checkpoint(self, expert: ExpertState) -> None:
-        """Write one expert's current weights and meta (atomic)."""
-        self.run_dir.save_adapter(f"experts/{expert.specialty}", expert.weights,
-                                  expert.version, expert.meta())
+        """Queue a write of one expert's current weights and meta (atomic on disk)."""
+        weights, version, meta = expert.weights, expert.version, expert.meta()
+        self._writer.submit(f"experts/{expert.specialty}", lambda: self.run_dir.save_adapter(
+            f"experts/{expert.specialty}", weights, version, meta))
 
     def checkpoint_gateway(self) -> None:
-        """Write the gateway's current weights and meta (atomic)."""
+        """Queue a write of the gateway's current weights and meta (after its evaluation)."""
         gw = self.gateway
         if gw is not None:
-            self.run_dir.save_adapter("gateway", gw.weights, gw.version, gw.meta(), gw.rank,
-                                      gw.alpha)
+            meta = gw.meta()
+            self._builder.submit("save", lambda: self._save_gateway(gw, meta))
+
+    def _save_gateway(self, gw: GatewayState, meta: dict | None = None) -> None:
+        self.run_dir.save_adapter("gateway", gw.weights, gw.version, meta or gw.meta(), gw.rank,
+                                  gw.alpha)
 
     def checkpoint_all(self) -> None:
-        """Final checkpoints (meta now holds the final evaluation)."""
+        """Final checkpoints (meta now holds the final evaluation), written before returning."""
         for expert in self.experts.values():
             self.checkpoint(expert)
         self.checkpoint_gateway()
+        self.flush()
+
+    def flush(self) -> None:
+        """Wait for every queued checkpoint and gateway rebuild (a failed write raises)."""
+        self._builder.flush()
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Finish queued work and stop the background workers."""
+        try:
+            self._builder.close()
+        finally:
+            self._writer.close()
+
+    def backlog(self) -> int:
+        """Checkpoint writes and gateway rebuilds queued or running."""
+        return self._writer.pending() + self._builder.pending()
 
     def adapters(self) -> dict[str, Weights]:
         """Every adapter to evaluate: the experts, then the gateway."""

@@ -33,7 +33,6 @@ from fedmoe_flwr.server.nodes import NodeInfo, NodeTable
 from fedmoe_flwr.server.resume import ResumeState
 from fedmoe_flwr.server.summary import RunStats, write_summary
 from fedmoe_flwr.server.updates import UpdateDesk
-from fedmoe_flwr.weights import to_array_record
 from strategies.base import Member, Strategy
 
 log = logging.getLogger("fedmoe.server")
@@ -96,6 +95,12 @@ class FederationLoop:
     # ------------------------------------------------------------------ phases
     def run(self, grid: Grid) -> dict[str, Any]:
         """Register nodes, train until a stop condition, evaluate, and summarise."""
+        try:
+            return self._run(grid)
+        finally:
+            self.federation.close()
+
+    def _run(self, grid: Grid) -> dict[str, Any]:
         self._register(grid)
         self.federation.refresh_gateway()
         self._evaluate_blocking(grid, "initial")
@@ -112,11 +117,13 @@ class FederationLoop:
                 last_check = self.clock()
             every = self.cfg.run.eval_every
             if every and self.clock() - last_eval >= every:
+                fed.refresh_gateway()  # evaluate the gateway of the experts as they are
                 self.evaluator.push(grid, self.nodes.registered.values(), "periodic")
                 last_eval = self.clock()
             self._step(grid)
         self.stopping = True
         self._drain(grid)
+        fed.refresh_gateway()
         self._evaluate_blocking(grid, "final")
         fed.checkpoint_all()
         return write_summary(self.strategy.name, self.clock() - fed.start, self.stats,
@@ -161,6 +168,7 @@ class FederationLoop:
     def _step(self, grid: Grid) -> None:
         self.poll(grid)
         self.desk.apply_due(self.strategy.on_tick(self.clock(), self.federation.versions()))
+        self.federation.tick()
         self._dispatch(grid)
 
     def poll(self, grid: Grid) -> int:
@@ -235,7 +243,7 @@ def train_message(cfg: AppConfig, messenger: Messenger, node: NodeInfo, expert: 
     t = cfg.train
     seed = zlib.crc32(f"{cfg.run.seed}:{node.node_id}:{expert.version}".encode())
     content = RecordDict({
-        C.ADAPTER: to_array_record(expert.weights),
+        C.ADAPTER: expert.record(),
         C.CONFIG: ConfigRecord({
             C.SPECIALTY: node.specialty, C.VERSION: expert.version,
             C.TIME_BUDGET: t.sync_interval, C.MAX_STEPS: t.max_steps,
