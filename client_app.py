@@ -59,7 +59,7 @@ def _setup(context: Context) -> tuple[AppConfig, NodeSettings, LoadedModel, floa
     if cfg.train.torch_threads:
         torch.set_num_threads(cfg.train.torch_threads)  # nodes sharing a machine share cores
     node = node_settings(dict(context.node_config), cfg)
-    loaded = load_base(cfg.model)
+    loaded = load_base(cfg.model, node.model_source)
     ensure_adapter(loaded, node.specialty, cfg.model)
     return cfg, node, loaded, time.perf_counter() - t0
 

@@ -16,6 +16,7 @@ from fedmoe_flwr.config import parse_run_config
 from fedmoe_flwr.logs import setup_logging
 from fedmoe_flwr.server.artifacts import RunDirectory
 from fedmoe_flwr.server.loop import FederationLoop
+from fedmoe_flwr.server.memory import keep_freed_memory
 from fedmoe_flwr.server.resume import load_resume_state
 from strategies import strategy_class
 
@@ -27,9 +28,11 @@ log = logging.getLogger("fedmoe")
 def main(grid: Grid, context: Context) -> None:
     """Run one federation with the strategy named by ``strategy.name``."""
     setup_logging()
+    keep_freed_memory()  # merges at memory speed (fedmoe_flwr/server/memory.py)
     cfg = parse_run_config(context.run_config)
     strategy_cls = strategy_class(cfg.strategy.name)  # fail on a bad name before any write
-    resume = (load_resume_state(cfg.run.resume_from, cfg.model, cfg.run.specialties)
+    resume = (load_resume_state(cfg.run.resume_from, cfg.model, cfg.run.specialties,
+                                cfg.run.allow_new_specialties)
               if cfg.run.resume_from else None)
     run_name = cfg.run.name or f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.strategy.name}"
     run_dir = RunDirectory(cfg.run.output_dir, run_name, cfg.model, cfg.run.keep_versions)

@@ -17,7 +17,7 @@ Qwen2-0.5B (24 layers: 4.4M parameters, 17.6 MB float32) and Qwen2-7B (28 layers
   and encoding the new version for the next dispatch;
 - what the background workers do: the expert checkpoint (atomic, fsync'd), the ``cat``
   gateway rebuild and its checkpoint;
-- ``svd`` gateway rebuild (from the stacked factors: QR + a small SVD per module).
+- ``svd`` gateway rebuild (from the stacked factors: k x k Gram roots + a small SVD per module).
 
 Writes ``bench/results/server_cost.md``.
 """
@@ -46,6 +46,7 @@ from fedmoe_flwr.merge.validation import update_norm_ratio, validate_update  # n
 from fedmoe_flwr.server.artifacts import RunDirectory  # noqa: E402
 from fedmoe_flwr.server.experts import ExpertState  # noqa: E402
 from fedmoe_flwr.server.federation import Federation  # noqa: E402
+from fedmoe_flwr.server.memory import keep_freed_memory  # noqa: E402
 from fedmoe_flwr.weights import Weights, from_array_record, to_array_record  # noqa: E402
 
 # (hidden, intermediate, layers, key/value projection width) of the real models
@@ -71,12 +72,18 @@ def adapter(model: str, seed: int) -> Weights:
 
 
 def timed(fn: Callable[[], object], repeats: int,
-          after: Callable[[], object] | None = None) -> float:
+          after: Callable[[], object] | None = None, warmup: bool = True) -> float:
     """Median seconds of ``fn`` over ``repeats`` calls; ``after`` runs untimed between them.
 
-    ``after`` waits for the step's background work (checkpoint, gateway), so
-    each timed step starts from a quiet machine, as steps a second apart would.
+    One untimed call first: the allocator's first large allocations page-fault
+    (a running server is past that).  ``after`` waits for the step's background
+    work (checkpoint, gateway), so each timed step starts from a quiet machine,
+    as steps a second apart would.
     """
+    if warmup:
+        fn()
+        if after is not None:
+            after()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -134,7 +141,7 @@ def case(model: str, n_experts: int, repeats: int, svd_repeats: int) -> dict[str
                          repeats),
             "gateway": timed(gateway, repeats),
             "svd": timed(lambda: build_gateway(experts, coeffs, "svd", rank=R, alpha=16),
-                         svd_repeats),
+                         svd_repeats, warmup=False),
         }
         fed.close()
         run_dir.close()
@@ -147,6 +154,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--svd-repeats", type=int, default=2)
     args = ap.parse_args()
+    keep_freed_memory()  # as server_app.py does
     cols = [(m, n) for m in SHAPES for n in (3, 10)]
     results = {}
     for model, n in cols:

@@ -29,6 +29,7 @@ SYNC_SCOPES = ("global", "specialty")
 ROUTER_METHODS = ("centroid", "loss", "keywords")
 ROUTER_COMBINE = ("mix", "stitch")
 QUANTIZATION_BITS = (0, 4, 8)
+MODEL_SOURCES = ("auto", "huggingface", "modelscope", "local")
 
 # Names that become directory names (run.name, specialties): no path parts, no hidden files.
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
@@ -106,6 +107,11 @@ class ModelConfig(Section):
 
     name: str = setting("qwen2-tiny", "model.name", "HF id or local path of a Qwen causal LM; "
                         "qwen2-tiny is built locally, offline")
+    source: str = setting("auto", "model.source", "where model.name comes from: auto (local "
+                          "if a directory, else huggingface) | huggingface | modelscope | local",
+                          choices=MODEL_SOURCES)
+    revision: str = setting("", "model.revision", "hub branch, tag or commit (\"\" = the hub's "
+                            "default)")
     quantization: int = setting(4, "model.quantization", "4 = nf4 (QLoRA), 8 = int8, 0 = none",
                                 choices=QUANTIZATION_BITS)
     lora_r: int = setting(8, "model.lora-r", "LoRA rank", ge=1, le=1024)
@@ -240,6 +246,11 @@ class RunSettings(Section):
     specialties: tuple[str, ...] = setting(("python_expert", "sql_expert", "docs_expert"),
                                            "run.specialties", "experts this run trains",
                                            name=True)
+    allow_new_specialties: bool = setting(False, "run.allow-new-specialties", "a node with "
+                                          "another valid specialty name creates its expert "
+                                          "mid-run (up to run.max-experts)")
+    max_experts: int = setting(16, "run.max-experts", "cap on the number of experts, "
+                               "configured and new", ge=1, le=1000)
     duration: float = setting(120.0, "run.duration", "seconds of training", gt=0, le=30 * DAY)
     max_updates: int = setting(0, "run.max-updates", "stop after this many merged updates "
                                "(0 = only run.duration)", ge=0, le=10**9)
@@ -271,6 +282,9 @@ class RunSettings(Section):
                               f"duplicates, got {self.specialties!r}")
         if self.name:
             check_name(self.name, "run config key 'run.name'")
+        if len(self.specialties) > self.max_experts:
+            raise ConfigError(f"run config key 'run.max-experts' ({self.max_experts}) is below "
+                              f"the {len(self.specialties)} specialties of run.specialties")
 
 
 @dataclass(frozen=True)

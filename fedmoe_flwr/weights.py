@@ -39,17 +39,12 @@ def to_array_record(weights: Weights) -> Any:
     from flwr.app import ArrayRecord
 
     keys = sorted(weights)
-    sizes = [int(np.size(weights[k])) for k in keys]
-    header = _npy_header(sum(sizes))
-    buf = bytearray(len(header) + 4 * sum(sizes))
-    buf[:len(header)] = header
-    flat = np.frombuffer(buf, np.float32, offset=len(header))
-    offset = 0
-    for key, size in zip(keys, sizes, strict=True):
-        flat[offset:offset + size] = np.asarray(weights[key]).reshape(-1)
-        offset += size
+    parts = [np.ascontiguousarray(weights[k], dtype=np.float32) for k in keys]
+    size = sum(p.size for p in parts)
+    # One allocation and one copy: bytes.join reads each array's buffer directly.
+    data = b"".join([_npy_header(size), *(memoryview(p).cast("B") for p in parts)])
     index = json.dumps([[k, list(np.shape(weights[k]))] for k in keys]).encode()
-    return ArrayRecord({PACKED: _npy_array(bytes(buf), sum(sizes)),
+    return ArrayRecord({PACKED: _npy_array(data, size),
                         INDEX: _npy_array(_npy_header(len(index), "|u1") + index, len(index),
                                           "uint8")})
 

@@ -176,15 +176,16 @@ cmd_supernode() {
   local action="${1:-status}"; shift || true
   case "$action" in
     start)
-      local name="${1:?usage: deploy.sh supernode start NAME --superlink HOST:PORT --specialty S --data FILE [--speed F] [--port P] [--ca FILE] [--insecure] [--cold]}"
+      local name="${1:?usage: deploy.sh supernode start NAME --superlink HOST:PORT --specialty S --data FILE [--speed F] [--model-source S] [--port P] [--ca FILE] [--insecure] [--cold]}"
       shift
-      local superlink="127.0.0.1:$PORT" specialty="" data="" speed=1 port="" ca="$CERTS/ca.crt" insecure=0 cold=0
+      local superlink="127.0.0.1:$PORT" specialty="" data="" speed=1 port="" ca="$CERTS/ca.crt" insecure=0 cold=0 msource=""
       while [ $# -gt 0 ]; do
         case "$1" in
           --superlink) superlink="$2"; shift 2 ;;
           --specialty) specialty="$2"; shift 2 ;;
           --data) data="$2"; shift 2 ;;
           --speed) speed="$2"; shift 2 ;;
+          --model-source) msource="$2"; shift 2 ;;
           --port) port="$2"; shift 2 ;;
           --ca) ca="$2"; shift 2 ;;
           --insecure) insecure=1; shift ;;
@@ -196,6 +197,7 @@ cmd_supernode() {
       [ -n "$specialty" ] || die "--specialty is required (e.g. sql_expert)"
       [[ "$specialty" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$ ]] || die "--specialty must be letters, digits, '_', '-' or '.', got '$specialty'"
       [[ "$speed" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--speed must be a number >= 1, got '$speed'"
+      [[ "$msource" =~ ^(|auto|huggingface|modelscope|local)$ ]] || die "--model-source must be auto, huggingface, modelscope or local, got '$msource'"
       [ -n "$data" ] || die "--data is required (the node's JSONL file)"
       [ -f "$data" ] || die "data file $data does not exist"
       data="$(cd "$(dirname "$data")" && pwd)/$(basename "$data")"
@@ -209,7 +211,7 @@ cmd_supernode() {
       # Each SuperNode on a machine needs its own Runtime API port.
       [ -n "$port" ] || port="$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
       local args=(--superlink "$superlink" --port "$port" --host 127.0.0.1
-                  --node-config "specialty='$specialty' data-path='$data' speed-factor=$speed")
+                  --node-config "specialty='$specialty' data-path='$data' speed-factor=$speed${msource:+ model-source='$msource'}")
       local secret="$DEPLOY/secrets/$name.secret"
       if [ "$cold" = 1 ]; then
         args+=(--isolation subprocess)

@@ -22,9 +22,13 @@ export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1  # everything is in .venv 
 export FLWR_DISABLE_UPDATE_CHECK=1
 export FEDMOE_CACHE="${FEDMOE_CACHE:-$STATE/cache}"
 NUM_SUPERNODES="${NUM_SUPERNODES:-3}"
-# Flower gives each simulated node 2 CPUs by default, so on a 2-core machine only
-# one node would train at a time. Resources are whole numbers, so we tell Ray the
-# machine has one "CPU" per node instead (each node uses one torch thread).
+# Simulated nodes share a pool of SIM_ACTORS Ray actors (processes, each with its own
+# torch and model: ~0.5 GB with the tiny Qwen). Any actor serves any node, so 100 nodes
+# need not mean 100 processes. Default: one actor per node, at most max(4, cores), and
+# no more than a quarter of the available memory at 0.6 GB each. Ray resources are
+# whole numbers, so we tell Ray the machine has one "CPU" per actor (each node uses one
+# torch thread) and give each node one.
+SIM_ACTORS="${SIM_ACTORS:-$(python -m fedmoe_flwr.tools.actors "$NUM_SUPERNODES")}"
 mkdir -p "$FLWR_HOME" "$STATE/logs"
 
 PORT="$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
@@ -47,7 +51,7 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 
-echo "SuperLink pid $SUPERLINK_PID on 127.0.0.1:$PORT (log: $LOG)"
+echo "SuperLink pid $SUPERLINK_PID on 127.0.0.1:$PORT (log: $LOG); $NUM_SUPERNODES simulated nodes on $SIM_ACTORS actor(s)"
 ARGS=() OVERRIDES=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -62,7 +66,7 @@ if [ ${#OVERRIDES[@]} -gt 0 ]; then
   ARGS+=(--run-config "$MERGED")
 fi
 flwr run . --stream \
-  --federation-config "num-supernodes=$NUM_SUPERNODES client-resources-num-cpus=1 init-args-num-cpus=$NUM_SUPERNODES" \
+  --federation-config "num-supernodes=$NUM_SUPERNODES client-resources-num-cpus=1 init-args-num-cpus=$SIM_ACTORS" \
   ${ARGS[@]+"${ARGS[@]}"}
 echo
 echo "Results: the 'results:' line above (default: $ROOT/outputs/latest)."

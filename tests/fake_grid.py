@@ -84,8 +84,12 @@ KEYS = ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
 INIT = {KEYS[0]: np.zeros((8, 64), np.float32), KEYS[1]: np.zeros((64, 8), np.float32)}  # r = 8
 
 
-def make_node(specialty, *, delay=1, step=1.0, corrupt=None, error_on_train=None, examples=8):
-    """A scripted node: trains by adding `step` to every weight."""
+def make_node(specialty, *, delay=1, step=1.0, corrupt=None, error_on_train=None, examples=8,
+              join_delay=1):
+    """A scripted node: trains by adding `step` to every weight.
+
+    ``join_delay``: pulls before its registration reply arrives (a node that joins late).
+    """
     sig = lora_signature(parse_run_config({}).model)
     state = {"trains": 0}
 
@@ -96,7 +100,7 @@ def make_node(specialty, *, delay=1, step=1.0, corrupt=None, error_on_train=None
                 C.SPECIALTY: specialty, C.NUM_TRAIN: 100, C.NUM_EVAL: 10, C.BASE_MODEL: "m",
                 C.MODEL_FINGERPRINT: "fp", C.LORA_R: sig["r"], C.LORA_ALPHA: sig["alpha"],
                 C.LORA_TARGETS: sig["target_modules"], C.DEVICE: "cpu"})
-            return RecordDict({C.INFO: info, C.ADAPTER: to_array_record(INIT)}), 1
+            return RecordDict({C.INFO: info, C.ADAPTER: to_array_record(INIT)}), join_delay
         if kind == "evaluate":
             names = [n.removeprefix(C.EVAL_PREFIX) for n in msg.content.array_records]
             return RecordDict({C.EVAL_LOSSES: MetricRecord({n: 1.0 for n in names})}), 1
@@ -122,7 +126,8 @@ def run(tmp_path, nodes, **overrides):
                             "run.specialties": "python_expert,sql_expert", **overrides})
     run_dir = RunDirectory(tmp_path, "run", cfg.model)
     now = [0.0]
-    resume = (load_resume_state(cfg.run.resume_from, cfg.model, cfg.run.specialties)
+    resume = (load_resume_state(cfg.run.resume_from, cfg.model, cfg.run.specialties,
+                                cfg.run.allow_new_specialties)
               if cfg.run.resume_from else None)
     strategy = build_strategy(cfg.strategy.name, cfg.strategy, log_event=run_dir.log_event)
     loop = FederationLoop(

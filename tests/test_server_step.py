@@ -1,4 +1,4 @@
-"""The per-update server path: wire codec, finiteness, norm bound, background writes, gateway policy."""
+"""The per-update server path: codec, finiteness, norm bound, background writes, gateway."""
 
 import threading
 
@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord
 
-from tests.fake_grid import make_node, run
 from fedmoe_flwr.config import parse_run_config
 from fedmoe_flwr.merge.rules import fedasync_mix, fedbuff_apply, weighted_average
 from fedmoe_flwr.merge.validation import update_norm_ratio
@@ -15,6 +14,7 @@ from fedmoe_flwr.server.background import BackgroundWorker
 from fedmoe_flwr.server.experts import ExpertState
 from fedmoe_flwr.server.federation import Federation
 from fedmoe_flwr.weights import INDEX, PACKED, all_finite, from_array_record, to_array_record
+from tests.fake_grid import make_node, run
 
 W = {"m.lora_A.weight": np.arange(6, dtype=np.float32).reshape(2, 3),
      "m.lora_B.weight": np.array([[1.5], [-2.0]], dtype=np.float64)}

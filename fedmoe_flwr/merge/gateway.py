@@ -18,7 +18,7 @@ lora_alpha / r``).  Methods:
 The exact methods follow PEFT's ``add_weighted_adapter`` (``cat``, ``svd``,
 ``ties_svd``, ``dare_ties_svd``), in numpy on the weights alone: the server
 never loads the base model, nor torch.  ``svd`` works on the stacked factors
-(QR + a small SVD), never on the dense weight change.  Tests check the results
+(k x k Gram roots + a small SVD), never on the dense weight change.  Tests check the results
 against ``add_weighted_adapter`` on the tiny model and against the dense SVD.
 """
 
@@ -156,15 +156,32 @@ def _truncated_svd(matrix: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarra
 def truncated_factors(b: np.ndarray, a: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
     """Best rank-``rank`` factors of ``b @ a`` without forming it (``b``: (out, k), ``a``: (k, in)).
 
-    ``b = Q_b R_b`` and ``a^T = Q_a R_a`` (thin QR), so ``b a = Q_b (R_b R_a^T) Q_a^T``:
-    the SVD of the small ``k x k`` core gives that of the product.  Costs
-    ``O((out + in) k^2)`` instead of ``O(out * in * k)`` for the dense product and
-    ``O(out * in * min(out, in))`` for its SVD.
+    With ``b = Q_b R_b`` and ``a^T = Q_a R_a`` (any orthonormal ``Q``), ``b a =
+    Q_b (R_b R_a^T) Q_a^T``, so the SVD of the small ``k x k`` core gives that of
+    the product.  ``R`` comes from the eigendecomposition of the ``k x k`` Gram
+    matrix (``b^T b = R^T R``) and ``Q = b R^+`` is never formed: the factors are
+    ``b (R_b^+ U)`` and ``(V^T R_a^{+T}) a``, two thin matrix products.  In float64,
+    so squaring the condition number costs nothing at the ``1e-5`` the merges are
+    held to (tests compare with the dense SVD); directions whose eigenvalue is
+    zero (e.g. LoRA's all-zero initial ``B``) are dropped exactly.  Costs
+    ``O((out + in) k^2)`` in BLAS-3 products, about 9x less than a Householder QR.
     """
-    qb, rb = np.linalg.qr(b.astype(np.float64))
-    qa, ra = np.linalg.qr(a.T.astype(np.float64))
+    b64, a64 = b.astype(np.float64), a.astype(np.float64)
+    rb, rb_pinv = _gram_root(b64)
+    ra, ra_pinv = _gram_root(a64.T)
     core_b, core_a = _truncated_svd(rb @ ra.T, rank)
-    return qb @ core_b, core_a @ qa.T
+    return b64 @ (rb_pinv @ core_b), (core_a @ ra_pinv.T) @ a64
+
+
+def _gram_root(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``R`` with ``m^T m = R^T R``, and the pseudo-inverse of ``R`` (``m = (m R^+) R``)."""
+    s, v = np.linalg.eigh(m.T @ m)
+    s = np.clip(s, 0.0, None)
+    keep = s > s.max() * 1e-24 if s.size and s.max() > 0 else np.zeros(s.shape, bool)
+    root = np.sqrt(s)[:, None] * v.T
+    pinv = np.zeros_like(v)
+    pinv[:, keep] = v[:, keep] / np.sqrt(s[keep])
+    return root, pinv
 
 
 def ties_merge(deltas: np.ndarray, coeffs: np.ndarray, density: float,

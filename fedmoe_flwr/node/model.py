@@ -21,7 +21,7 @@ import torch
 
 from ..config import ModelConfig
 from ..lora import lora_kwargs
-from .tiny_model import resolve_model_path
+from .sources import resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +119,17 @@ def _disable_cpu_repacking(model: torch.nn.Module) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def load_base(cfg: ModelConfig) -> LoadedModel:
+def load_base(cfg: ModelConfig, source: str | None = None) -> LoadedModel:
     """Load (or reuse) the quantised base model with PEFT wrapped around it.
 
     The first adapter is a placeholder named ``"_init"``; specialties get
-    their own named adapters through :func:`ensure_adapter`.
+    their own named adapters through :func:`ensure_adapter`.  ``source``
+    overrides ``model.source`` for this node (see :mod:`.sources`).
     """
     device = pick_device()
-    key = (cfg.name, cfg.quantization, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
-           cfg.target_modules, cfg.gradient_checkpointing, device.type)
+    key = (cfg.name, source or cfg.source, cfg.revision, cfg.quantization, cfg.lora_r,
+           cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules, cfg.gradient_checkpointing,
+           device.type)
     if key in _CACHE:
         return _CACHE[key]
     _CACHE.clear()  # a long-lived worker keeps one base model in memory, not one per run
@@ -135,7 +137,7 @@ def load_base(cfg: ModelConfig) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     t0 = time.perf_counter()
-    path = resolve_model_path(cfg.name)
+    path = resolve_model_path(cfg, source)
     dtype = compute_dtype(device)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:

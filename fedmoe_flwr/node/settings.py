@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fedmoe_flwr import APP_DIR
-from fedmoe_flwr.config import AppConfig, ConfigError
+from fedmoe_flwr.config import MODEL_SOURCES, AppConfig, ConfigError
 from fedmoe_flwr.node.data import LocalData, load_local_data, tokenize
 
 _DATA_CACHE: dict[tuple, tuple[LocalData, list[dict], list[dict]]] = {}
@@ -25,6 +25,7 @@ class NodeSettings:
     specialty: str
     data_path: Path
     speed_factor: float = 1.0
+    model_source: str | None = None  # node config 'model-source': overrides model.source
 
 
 def resolve_data_path(path: str) -> Path:
@@ -33,6 +34,16 @@ def resolve_data_path(path: str) -> Path:
     if p.is_absolute() or p.exists():
         return p
     return APP_DIR / p
+
+
+def _model_source(node_config: dict[str, Any]) -> str | None:
+    source = node_config.get("model-source")
+    if source in (None, ""):
+        return None
+    if source not in MODEL_SOURCES:
+        raise ConfigError(f"node config 'model-source' must be one of {MODEL_SOURCES}, got "
+                          f"{source!r}")
+    return str(source)
 
 
 def node_settings(node_config: dict[str, Any], cfg: AppConfig) -> NodeSettings:
@@ -50,7 +61,8 @@ def node_settings(node_config: dict[str, Any], cfg: AppConfig) -> NodeSettings:
         if speed < 1.0:
             raise ConfigError(f"node config 'speed-factor' must be >= 1, got {speed}")
         return NodeSettings(str(node_config["specialty"]),
-                            resolve_data_path(str(node_config["data-path"])), speed)
+                            resolve_data_path(str(node_config["data-path"])), speed,
+                            _model_source(node_config))
     if "partition-id" in node_config:
         pid = int(node_config["partition-id"])
         sim = cfg.sim

@@ -45,6 +45,8 @@ class Admission:
                 init = guarded(check_initial_adapter, reg.adapter, self.cfg.model.lora_r,
                                like.weights if like else None)
                 self.federation.add_expert(node.specialty, init)
+                if node.specialty not in self.known:
+                    self._announce(node)
         except UpdateRejected as err:
             self._refuse(node_id, f"{err.reason}: {err.detail}")
             return None
@@ -61,15 +63,29 @@ class Admission:
     def _check(self, reg: Registration) -> None:
         expected = lora_signature(self.cfg.model)
         fingerprints = self.nodes.fingerprints()
-        if reg.node.specialty not in self.known:
-            raise UpdateRejected("unknown-specialty", f"{reg.node.specialty!r}; this run trains "
-                                 f"{sorted(self.known)}")
+        specialty, run = reg.node.specialty, self.cfg.run
+        if specialty not in self.known and specialty not in self.federation.experts:
+            if not run.allow_new_specialties:
+                raise UpdateRejected("unknown-specialty", f"{specialty!r}; this run trains "
+                                     f"{sorted(self.known)} (run.allow-new-specialties is off)")
+            if len(self.federation.experts) >= run.max_experts:
+                raise UpdateRejected("too-many-experts", f"{specialty!r} would be expert "
+                                     f"{len(self.federation.experts) + 1}, over run.max-experts "
+                                     f"= {run.max_experts}")
         if reg.signature != expected:
             raise UpdateRejected("lora-mismatch", f"LoRA signature {reg.signature} differs "
                                  f"from the server's {expected}")
         if fingerprints and reg.node.fingerprint not in fingerprints:
             raise UpdateRejected("base-mismatch", f"base model fingerprint {reg.node.fingerprint} "
                                  f"differs from {sorted(fingerprints)}")
+
+    def _announce(self, node: NodeInfo) -> None:
+        log.info("new specialty %s: node %s brought its initial adapter; expert %d of at most "
+                 "%d, in the gateway from its next rebuild", node.specialty, node.node_id,
+                 len(self.federation.experts), self.cfg.run.max_experts)
+        self.federation.run_dir.log_event("new-expert", specialty=node.specialty,
+                                          node=str(node.node_id),
+                                          experts=sorted(self.federation.experts))
 
     def _refuse(self, node_id: int, reason: str) -> None:
         self.nodes.refuse(node_id, reason)

@@ -28,6 +28,7 @@ from fedmoe_flwr.server.artifacts import RunDirectory
 from fedmoe_flwr.server.evaluation import Evaluator
 from fedmoe_flwr.server.experts import ExpertState
 from fedmoe_flwr.server.federation import Federation
+from fedmoe_flwr.server.load import LoadMeter
 from fedmoe_flwr.server.messenger import Flight, Messenger
 from fedmoe_flwr.server.nodes import NodeInfo, NodeTable
 from fedmoe_flwr.server.resume import ResumeState
@@ -71,6 +72,7 @@ class FederationLoop:
         self.admission = Admission(cfg, self.federation, self.nodes,
                                    CentroidBook(cfg.router.embedding_layer))
         self.desk = UpdateDesk(cfg, self.federation, strategy, self.stats, clock)
+        self.load = LoadMeter(clock)
         self.stopping = False
         self._updates_at_start = 0
         if resume is not None:
@@ -168,14 +170,19 @@ class FederationLoop:
     def _step(self, grid: Grid) -> None:
         self.poll(grid)
         self.desk.apply_due(self.strategy.on_tick(self.clock(), self.federation.versions()))
-        self.federation.tick()
+        fed = self.federation
+        fed.tick()
         self._dispatch(grid)
+        self.load.report_if_due(fed.run_dir, self.clock() - fed.start, fed.backlog(),
+                                self.messenger.count("train"))
 
     def poll(self, grid: Grid) -> int:
         """Pull every available reply and handle it; returns how many arrived."""
         replies = self.messenger.pull(grid)
+        started = time.perf_counter()
         for reply, flight in replies:
             self._on_reply(reply, flight)
+        self.load.pulled(len(replies), time.perf_counter() - started)
         if not replies:
             self.sleep(self.poll_interval)
         return len(replies)

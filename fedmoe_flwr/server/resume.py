@@ -34,9 +34,13 @@ class ResumeState:
     router: dict[str, Any] | None
 
 
-def load_resume_state(path: str, model_cfg: ModelConfig,
-                      specialties: tuple[str, ...]) -> ResumeState:
-    """Read the old run's checkpoints; refuse ones the new run could not continue."""
+def load_resume_state(path: str, model_cfg: ModelConfig, specialties: tuple[str, ...],
+                      allow_new: bool = False) -> ResumeState:
+    """Read the old run's checkpoints; refuse ones the new run could not continue.
+
+    ``allow_new`` (``run.allow-new-specialties``): experts of specialties not in
+    ``specialties`` (created mid-run by the old run) come back too.
+    """
     try:
         run = RunView(path)
     except RunDirError as err:
@@ -49,7 +53,7 @@ def load_resume_state(path: str, model_cfg: ModelConfig,
         if got != want:
             raise ConfigError(f"run config key 'run.resume-from': {info.path} has LoRA "
                               f"{got}, this run's model.* settings give {want}")
-        if info.name not in specialties:
+        if info.name not in specialties and not allow_new:
             continue  # a specialty this run does not train any more
         m = info.meta
         experts[info.name] = ExpertState(

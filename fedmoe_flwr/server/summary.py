@@ -7,6 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from fedmoe_flwr.server.evaluation import Evaluator
 from fedmoe_flwr.server.federation import Federation
 from fedmoe_flwr.server.nodes import NodeTable
@@ -27,6 +29,15 @@ class RunStats:
     late: int = 0  # synchronous rounds: replies that arrived after their round closed
     examples_capped: int = 0  # updates claiming more examples than the node registered
     bytes_received: int = 0
+    step_seconds: list[float] = field(default_factory=list)  # server time per merged update
+
+    def step_ms(self) -> dict[str, float]:
+        """Percentiles of the server's time per update (reply in -> merged and published)."""
+        if not self.step_seconds:
+            return {}
+        ms = np.asarray(self.step_seconds) * 1000
+        return {"p50": round(float(np.percentile(ms, 50)), 2),
+                "p95": round(float(np.percentile(ms, 95)), 2), "max": round(float(ms.max()), 2)}
 
 
 def write_summary(strategy: str, duration: float, stats: RunStats, bytes_sent: int,
@@ -45,6 +56,7 @@ def write_summary(strategy: str, duration: float, stats: RunStats, bytes_sent: i
         "errors": {str(k): v for k, v in stats.errors.items()},
         "bytes_sent": bytes_sent,
         "bytes_received": stats.bytes_received,
+        "server_step_ms": stats.step_ms(),
         "experts": {s: e.meta() for s, e in sorted(fed.experts.items())},
         "gateway": fed.gateway.meta() if fed.gateway else None,
         "eval": {"initial": evaluator.initial, "final": evaluator.matrix},

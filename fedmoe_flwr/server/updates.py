@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -46,6 +47,7 @@ class UpdateDesk:
         if capped:
             self.stats.discarded += 1
             return
+        started = time.perf_counter()
         try:
             report = guarded(parse_train_reply, content)
             self.stats.bytes_received += weights_nbytes(report.weights)
@@ -63,7 +65,9 @@ class UpdateDesk:
         if outcome.weights is not None and not self.publish(flight.specialty, outcome.weights):
             return
         self.stats.updates += 1
-        self._log(flight, update, outcome, report)
+        seconds = time.perf_counter() - started
+        self.stats.step_seconds.append(seconds)
+        self._log(flight, update, outcome, report, seconds)
 
     def publish(self, specialty: str, weights: dict) -> bool:
         """Publish merged weights; a non-finite merge is refused and counted."""
@@ -126,7 +130,7 @@ class UpdateDesk:
             elapsed=round(self.clock() - self.federation.start, 3))
 
     def _log(self, flight: Flight, update: Update, outcome: Outcome,
-             report: TrainReport) -> None:
+             report: TrainReport, server_seconds: float) -> None:
         m = report.metrics
         expert = self._expert(flight)
         elapsed = self.clock() - self.federation.start
@@ -143,5 +147,6 @@ class UpdateDesk:
             node=str(flight.node_id), staleness=update.staleness, mixing=outcome.mixing,
             applied=outcome.weights is not None, version=expert.version,
             round_trip=round(round_trip, 3), **{C.PROCESS_SECONDS: round(process, 3)},
-            transfer_wait=round(other, 3), **{k: m[k] for k in C.TRAIN_METRIC_KEYS},
+            transfer_wait=round(other, 3), server_seconds=round(server_seconds, 4),
+            backlog=self.federation.backlog(), **{k: m[k] for k in C.TRAIN_METRIC_KEYS},
             **({C.PROCESS_ID: int(m[C.PROCESS_ID])} if C.PROCESS_ID in m else {}))

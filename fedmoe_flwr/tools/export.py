@@ -156,12 +156,13 @@ def _save_merged(info: AdapterInfo, out: Path, dtype: str) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from fedmoe_flwr.node.tiny_model import resolve_model_path
+    from fedmoe_flwr.config import ModelConfig
+    from fedmoe_flwr.node.sources import resolve_model_path
 
     base_name = info.config.get("base_model_name_or_path") or ""
     if not base_name:
         raise RunDirError(f"{info.path}/adapter_config.json names no base model")
-    base_path = resolve_model_path(base_name)
+    base_path = resolve_model_path(ModelConfig(name=base_name))
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, dtype))
     merged = PeftModel.from_pretrained(base, str(info.path)).merge_and_unload()
     merged.save_pretrained(str(out))
