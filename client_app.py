@@ -30,6 +30,7 @@ from fedmoe_flwr.weights import from_array_record, to_array_record
 app = ClientApp()
 EVAL_SLOT = "_eval"  # adapter name used to score adapters sent for evaluation
 _first_message = True
+_joined: set[int] = set()  # nodes this process registered (sim.join-delays applies once)
 
 
 def _process_seconds() -> float:
@@ -68,6 +69,9 @@ def _setup(context: Context) -> tuple[AppConfig, NodeSettings, LoadedModel, floa
 def query(msg: Message, context: Context) -> Message:
     """Registration: who this node is, what data it has, and its initial adapter."""
     cfg, node, loaded, _ = _setup(context)
+    if node.join_delay and context.node_id not in _joined:  # simulation: a late node
+        time.sleep(node.join_delay)
+    _joined.add(context.node_id)
     data, train_rows, eval_rows = node_data(node, cfg, loaded.tokenizer, loaded.fingerprint)
     sig = lora_signature(cfg.model)
     info = ConfigRecord({

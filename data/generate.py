@@ -763,10 +763,91 @@ DOC_TASKS: list[Callable[[random.Random], tuple[str, str]]] = [
 DOMAINS = {"python": PYTHON_TASKS, "sql": SQL_TASKS, "docs": DOC_TASKS}
 
 
+# ---------------------------------------------------------------- shell (a late domain)
+# Not in the tokenizer's corpus (data/late/ is outside data/*.jsonl): the specialty a node
+# brings to a running federation (run.allow-new-specialties), as a new department would.
+EXTS = ["log", "csv", "json", "py", "tmp", "bak", "txt", "gz", "md", "yaml"]
+DIRS = ["/var/log", "~/projects", "/tmp", "./build", "/srv/data", "~/Downloads", "/etc/nginx",
+        "./src", "/opt/app", "~/backups"]
+PROCS = ["nginx", "postgres", "redis-server", "gunicorn", "node", "java", "celery", "sshd"]
+SHELL_VERBS = ["Give me a shell command to", "Write a bash one-liner to", "How do I, in bash,",
+               "Write a shell command that will", "In the terminal,", "Bash:"]
+
+
+def sh_find(rng: random.Random) -> tuple[str, str]:
+    ext, d, days = rng.choice(EXTS), rng.choice(DIRS), rng.randint(1, 60)
+    return (f"{rng.choice(SHELL_VERBS)} find every .{ext} file under {d} modified in the last "
+            f"{days} days.", f"find {d} -type f -name '*.{ext}' -mtime -{days}\n")
+
+
+def sh_grep(rng: random.Random) -> tuple[str, str]:
+    word, ext, d = rng.choice(["TODO", "ERROR", "timeout", "deprecated", "password"]), \
+        rng.choice(EXTS), rng.choice(DIRS)
+    return (f"{rng.choice(SHELL_VERBS)} grep recursively for {word} in the .{ext} files of "
+            f"{d}, with line numbers.", f"grep -rn --include='*.{ext}' '{word}' {d}\n")
+
+
+def sh_count(rng: random.Random) -> tuple[str, str]:
+    ext, d = rng.choice(EXTS), rng.choice(DIRS)
+    return (f"{rng.choice(SHELL_VERBS)} count the lines of all .{ext} files in {d}.",
+            f"find {d} -name '*.{ext}' -print0 | xargs -0 wc -l | tail -n 1\n")
+
+
+def sh_tar(rng: random.Random) -> tuple[str, str]:
+    d, name = rng.choice(DIRS), rng.choice(PROJECTS)
+    return (f"{rng.choice(SHELL_VERBS)} make a gzipped tarball {name}.tar.gz of {d}.",
+            f"tar -czf {name}.tar.gz -C {d} .\n")
+
+
+def sh_du(rng: random.Random) -> tuple[str, str]:
+    d, n = rng.choice(DIRS), rng.randint(3, 20)
+    return (f"{rng.choice(SHELL_VERBS)} list the {n} biggest directories in {d} by disk usage.",
+            f"du -sh {d}/* 2>/dev/null | sort -rh | head -n {n}\n")
+
+
+def sh_kill(rng: random.Random) -> tuple[str, str]:
+    proc, sig = rng.choice(PROCS), rng.choice(["TERM", "HUP", "KILL"])
+    return (f"{rng.choice(SHELL_VERBS)} send SIG{sig} to every {proc} process.",
+            f"pkill -{sig} -x {proc}\n")
+
+
+def sh_rename(rng: random.Random) -> tuple[str, str]:
+    old, new, d = rng.sample(EXTS, 2) + [rng.choice(DIRS)]
+    return (f"{rng.choice(SHELL_VERBS)} rename every .{old} file in {d} to .{new}.",
+            f"for f in {d}/*.{old}; do mv -- \"$f\" \"${{f%.{old}}}.{new}\"; done\n")
+
+
+def sh_cron(rng: random.Random) -> tuple[str, str]:
+    hour, minute, script = rng.randint(0, 23), rng.choice([0, 15, 30, 45]), \
+        rng.choice(["backup.sh", "rotate-logs.sh", "sync.sh", "cleanup.sh"])
+    return (f"{rng.choice(SHELL_VERBS)} add a crontab line that runs ~/bin/{script} every day at "
+            f"{hour:02d}:{minute:02d}.",
+            f"(crontab -l; echo '{minute} {hour} * * * ~/bin/{script}') | crontab -\n")
+
+
+def sh_chmod(rng: random.Random) -> tuple[str, str]:
+    ext, d, mode = rng.choice(EXTS), rng.choice(DIRS), rng.choice(["644", "600", "755", "640"])
+    return (f"{rng.choice(SHELL_VERBS)} set permissions {mode} on all .{ext} files below {d}.",
+            f"find {d} -type f -name '*.{ext}' -exec chmod {mode} {{}} +\n")
+
+
+def sh_delete(rng: random.Random) -> tuple[str, str]:
+    ext, d, days = rng.choice(EXTS), rng.choice(DIRS), rng.randint(7, 90)
+    return (f"{rng.choice(SHELL_VERBS)} delete .{ext} files in {d} older than {days} days.",
+            f"find {d} -type f -name '*.{ext}' -mtime +{days} -delete\n")
+
+
+SHELL_TASKS: list[Callable[[random.Random], tuple[str, str]]] = [
+    sh_find, sh_grep, sh_count, sh_tar, sh_du, sh_kill, sh_rename, sh_cron, sh_chmod, sh_delete,
+]
+LATE_DOMAINS = {"shell": SHELL_TASKS}
+N_LATE = 500
+
+
 def generate(domain: str, n: int = N_PER_DOMAIN, seed: int = SEED) -> list[dict[str, str]]:
     """Return ``n`` unique examples for ``domain``, deterministic for a seed."""
     rng = random.Random(f"{seed}-{domain}")
-    tasks = DOMAINS[domain]
+    tasks = {**DOMAINS, **LATE_DOMAINS}[domain]
     seen: set[str] = set()
     out: list[dict[str, str]] = []
     attempts = 0
@@ -794,14 +875,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE, help="output directory")
     args = parser.parse_args(argv)
     status = 0
-    for domain in DOMAINS:
-        text = render(generate(domain))
-        path = args.out / f"{domain}.jsonl"
+    targets = [(d, args.out / f"{d}.jsonl", N_PER_DOMAIN) for d in DOMAINS]
+    targets += [(d, args.out / "late" / f"{d}.jsonl", N_LATE) for d in LATE_DOMAINS]
+    for domain, path, n in targets:
+        text = render(generate(domain, n))
         if args.check:
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 print(f"{path}: differs from the generator output", file=sys.stderr)
                 status = 1
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
             print(f"wrote {path} ({text.count(chr(10))} examples)")
     return status

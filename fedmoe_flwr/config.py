@@ -300,6 +300,10 @@ class SimulationConfig(Section):
     speed_factors: tuple[float, ...] = setting((1.0, 1.0, 1.0), "sim.speed-factors",
                                                "per partition; 4 = four times slower",
                                                ge=1.0, le=1000.0)
+    join_delays: tuple[float, ...] = setting((), "sim.join-delays", "per partition: seconds "
+                                             "before it answers its first registration query "
+                                             "(joins mid-run); \"\" = all at once",
+                                             ge=0.0, le=DAY)
 
     def __post_init__(self) -> None:
         super().__post_init__()
