@@ -108,6 +108,7 @@ class FederationLoop:
         self._evaluate_blocking(grid, "initial")
         fed = self.federation
         fed.start = self.clock()
+        self.load = LoadMeter(self.clock)  # windows count training time, not registration
         fed.run_dir.log_event("start", strategy=self.strategy.name,
                               nodes=len(self.nodes.registered))
         log.info("training %d expert(s) on %d node(s) with %s for %.0fs", len(self.experts),
