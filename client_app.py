@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedmoe_flwr import contract as C
+from fedmoe_flwr.codec import ErrorFeedback, decode
 from fedmoe_flwr.config import AppConfig, ConfigError, parse_run_config
 from fedmoe_flwr.logs import setup_logging
 from fedmoe_flwr.lora import lora_signature
@@ -25,12 +27,15 @@ from fedmoe_flwr.node.model import LoadedModel, ensure_adapter, load_base
 from fedmoe_flwr.node.settings import NodeSettings, node_data, node_settings
 from fedmoe_flwr.node.training import evaluate_loss, train_for_budget
 from fedmoe_flwr.node.worker import TASK_STARTED_ENV
-from fedmoe_flwr.weights import from_array_record, to_array_record
+from fedmoe_flwr.privacy import privatize
+from fedmoe_flwr.weights import Weights, from_array_record, to_array_record
 
 app = ClientApp()
 EVAL_SLOT = "_eval"  # adapter name used to score adapters sent for evaluation
 _first_message = True
 _joined: set[int] = set()  # nodes this process registered (sim.join-delays applies once)
+_FEEDBACK = ErrorFeedback()  # compression error owed per (node, specialty), for this process
+_NOISE = np.random.default_rng()  # OS entropy: DP noise the server cannot reproduce
 
 
 def _process_seconds() -> float:
@@ -102,8 +107,8 @@ def train(msg: Message, context: Context) -> Message:
                           f"{node.specialty!r}")
     t0 = time.perf_counter()
     _, train_rows, _ = node_data(node, cfg, loaded.tokenizer, loaded.fingerprint)
-    set_adapter_weights(loaded.peft_model, node.specialty,
-                        from_array_record(msg.content[C.ADAPTER]))
+    received = decode(msg.content[C.ADAPTER])  # float32 or float16 on the wire
+    set_adapter_weights(loaded.peft_model, node.specialty, received)
     load_s = setup_s + time.perf_counter() - t0
     result = train_for_budget(
         loaded.peft_model, train_rows, pad_id=loaded.tokenizer.pad_token_id,
@@ -117,8 +122,29 @@ def train(msg: Message, context: Context) -> Message:
         C.BASE_VERSION: int(instr[C.VERSION]), C.PROCESS_SECONDS: process_s,
         C.PROCESS_ID: os.getpid(),
     })
-    adapter = to_array_record(get_adapter_weights(loaded.peft_model, node.specialty))
-    return Message(RecordDict({C.ADAPTER: adapter, C.METRICS: metrics}), reply_to=msg)
+    name, record = _update_record(cfg, context.node_id, node.specialty, received,
+                                  get_adapter_weights(loaded.peft_model, node.specialty), metrics)
+    return Message(RecordDict({name: record, C.METRICS: metrics}), reply_to=msg)
+
+
+def _update_record(cfg: AppConfig, node_id: int, specialty: str, received: Weights,
+                   trained: Weights, metrics: MetricRecord) -> tuple[str, ArrayRecord]:
+    """What leaves the node: the adapter, or its (private, compressed) change.
+
+    Privacy clips and noises the delta before anything else sees it; compression
+    then encodes that private delta, carrying its rounding error to the next
+    update (post-processing: the guarantee is unchanged).
+    """
+    p, compression = cfg.privacy, cfg.comm.compression
+    if not p.enabled and compression == "none":
+        return C.ADAPTER, to_array_record(trained)
+    delta = {k: trained[k] - received[k] for k in trained}
+    if p.enabled:
+        delta, norm = privatize(delta, p.clip, p.noise_multiplier, _NOISE)
+        metrics[C.DELTA_NORM] = norm
+    if compression == "none":
+        return C.ADAPTER, to_array_record({k: received[k] + d for k, d in delta.items()})
+    return C.DELTA, _FEEDBACK.compress((node_id, specialty), delta, compression)
 
 
 @app.evaluate()

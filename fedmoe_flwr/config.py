@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .codec import COMPRESSIONS
 from .merge.gateway import GATEWAY_METHODS, GATEWAY_WEIGHTINGS
 from .merge.staleness import STALENESS_FUNCTIONS
 
@@ -288,6 +289,46 @@ class RunSettings(Section):
 
 
 @dataclass(frozen=True)
+class CommConfig(Section):
+    """What travels: full float32 weights, or compressed deltas."""
+
+    compression: str = setting("none", "comm.compression", "none: float32 weights both ways; "
+                               "fp16 / int8: the node sends its delta in fp16 or int8 (per-row "
+                               "scales, error feedback), the server sends fp16 weights",
+                               choices=COMPRESSIONS)
+
+
+@dataclass(frozen=True)
+class PrivacyConfig(Section):
+    """Local differential privacy of each update: clip the delta, add Gaussian noise."""
+
+    clip: float = setting(0.0, "privacy.clip", "L2 bound on each update's delta (0 = no "
+                          "clipping and no noise)", ge=0, le=1e6)
+    noise_multiplier: float = setting(0.0, "privacy.noise-multiplier", "Gaussian noise std "
+                                      "= multiplier x clip, added by the node", ge=0, le=1e4)
+    delta: float = setting(1e-5, "privacy.delta", "the delta of the (epsilon, delta) reported "
+                           "per node and expert", gt=0, lt=1)
+    max_epsilon: float = setting(0.0, "privacy.max-epsilon", "stop training a node once its "
+                                 "next update would exceed this epsilon (0 = no budget)",
+                                 ge=0, le=1e6)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.noise_multiplier and not self.clip:
+            raise ConfigError("run config key 'privacy.noise-multiplier' needs "
+                              "'privacy.clip' > 0: noise is scaled by the clipping bound")
+        if self.max_epsilon and not self.noise_multiplier:
+            raise ConfigError("run config key 'privacy.max-epsilon' needs "
+                              "'privacy.noise-multiplier' > 0: without noise no epsilon is "
+                              "finite")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether updates are clipped (and noised)."""
+        return self.clip > 0
+
+
+@dataclass(frozen=True)
 class SimulationConfig(Section):
     """Simulation only: which specialty, data file and speed each partition gets."""
 
@@ -324,6 +365,8 @@ class AppConfig:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
     run: RunSettings = field(default_factory=RunSettings)
+    comm: CommConfig = field(default_factory=CommConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     sim: SimulationConfig = field(default_factory=SimulationConfig)
 
 

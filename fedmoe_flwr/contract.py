@@ -9,6 +9,9 @@ from __future__ import annotations
 
 # Record names inside a message's RecordDict.
 ADAPTER = "adapter"  # ArrayRecord: LoRA weights, PEFT state-dict keys, float32
+# ArrayRecord (train reply, comm.compression fp16 / int8): the change from the weights the
+# node received, compressed (fedmoe_flwr/codec.py); replaces ADAPTER in the reply.
+DELTA = "delta"
 CONFIG = "config"  # ConfigRecord: instructions (server -> node)
 INFO = "info"  # ConfigRecord: node registration (node -> server)
 CENTROID = "centroid"  # ArrayRecord {"mean": (hidden,)}: mean prompt embedding (query reply)
@@ -57,6 +60,8 @@ PROCESS_SECONDS = "process-seconds"
 # Optional: the pid of the process that handled the message (a warm worker keeps one pid).
 PROCESS_ID = "process-id"
 BASE_VERSION = "base-version"
+# Optional (privacy on): L2 norm of the node's delta before clipping, for the update event.
+DELTA_NORM = "delta-norm"
 
 TRAIN_METRIC_KEYS = (NUM_EXAMPLES, TRAIN_LOSS, STEPS, TOKENS, TRAIN_SECONDS, LOAD_SECONDS,
                      BASE_VERSION)

@@ -17,12 +17,13 @@ from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
 from fedmoe_flwr import contract as C
+from fedmoe_flwr.codec import decode, encode
 from fedmoe_flwr.config import parse_run_config
 from fedmoe_flwr.lora import lora_signature
 from fedmoe_flwr.server.artifacts import RunDirectory
 from fedmoe_flwr.server.loop import FederationLoop
 from fedmoe_flwr.server.resume import load_resume_state
-from fedmoe_flwr.weights import from_array_record, to_array_record
+from fedmoe_flwr.weights import to_array_record
 from strategies import build_strategy
 
 Behaviour = Callable[[Message], tuple[RecordDict | Error, int]]
@@ -85,10 +86,11 @@ INIT = {KEYS[0]: np.zeros((8, 64), np.float32), KEYS[1]: np.zeros((64, 8), np.fl
 
 
 def make_node(specialty, *, delay=1, step=1.0, corrupt=None, error_on_train=None, examples=8,
-              join_delay=1):
+              join_delay=1, compression=None):
     """A scripted node: trains by adding `step` to every weight.
 
     ``join_delay``: pulls before its registration reply arrives (a node that joins late).
+    ``compression``: reply with the delta in that encoding instead of the weights.
     """
     sig = lora_signature(parse_run_config({}).model)
     state = {"trains": 0}
@@ -107,13 +109,18 @@ def make_node(specialty, *, delay=1, step=1.0, corrupt=None, error_on_train=None
         state["trains"] += 1
         if error_on_train and state["trains"] == error_on_train:
             return Error(code=5, reason="node unavailable"), delay
-        weights = {k: v + step for k, v in from_array_record(msg.content[C.ADAPTER]).items()}
+        received = decode(msg.content[C.ADAPTER])
+        weights = {k: v + step for k, v in received.items()}
         if corrupt and state["trains"] == 1:
             weights = corrupt(weights)
         metrics = MetricRecord({
             C.NUM_EXAMPLES: examples, C.TRAIN_LOSS: 1.0, C.STEPS: 1, C.TOKENS: 10,
             C.TRAIN_SECONDS: 0.1, C.LOAD_SECONDS: 0.0,
             C.BASE_VERSION: int(msg.content[C.CONFIG][C.VERSION])})
+        if compression:
+            delta = {k: weights[k] - received[k] if np.shape(received.get(k)) == np.shape(v)
+                     else v for k, v in weights.items()}  # a corrupt shape travels as it is
+            return RecordDict({C.DELTA: encode(delta, compression), C.METRICS: metrics}), delay
         return RecordDict({C.ADAPTER: to_array_record(weights), C.METRICS: metrics}), delay
 
     return behave

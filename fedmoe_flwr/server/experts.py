@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fedmoe_flwr.weights import Weights, to_array_record
+from fedmoe_flwr.codec import decode, encode
+from fedmoe_flwr.weights import Weights
 
 
 @dataclass
@@ -25,17 +26,24 @@ class ExpertState:
     nodes: set[int] = field(default_factory=set)
     last_train_loss: float | None = None
     eval_losses: dict[str, float] = field(default_factory=dict)  # domain -> held-out loss
-    _wire: tuple[int, int, Any] | None = field(default=None, repr=False, compare=False)
+    _wire: dict[str, tuple[int, int, Any, Weights]] = field(default_factory=dict, repr=False,
+                                                            compare=False)
 
-    def record(self) -> Any:
-        """The weights as a message's ArrayRecord, encoded once per version.
+    def record(self, compression: str = "none") -> tuple[Any, Weights]:
+        """The weights as a message's ArrayRecord, and the weights a node decodes from it.
 
-        Every node of a specialty that is sent the same version gets the same
-        record: the weights are packed once, and Flower hashes its arrays once.
+        Encoded once per version and compression: every node of a specialty that
+        is sent the same version gets the same record, so the weights are packed
+        once and Flower hashes its arrays once.  With compression the server
+        sends float16, and a node's delta is relative to exactly what it got.
         """
-        if self._wire is None or self._wire[:2] != (self.version, id(self.weights)):
-            self._wire = (self.version, id(self.weights), to_array_record(self.weights))
-        return self._wire[2]
+        wire = "none" if compression == "none" else "fp16"
+        cached = self._wire.get(wire)
+        if cached is None or cached[:2] != (self.version, id(self.weights)):
+            record = encode(self.weights, wire)
+            sent = self.weights if wire == "none" else decode(record)
+            cached = self._wire[wire] = (self.version, id(self.weights), record, sent)
+        return cached[2], cached[3]
 
     def meta(self) -> dict[str, Any]:
         """The ``meta.json`` of the expert's adapter directory."""

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from flwr.app import RecordDict
 
 from fedmoe_flwr import contract as C
+from fedmoe_flwr.codec import decode
 from fedmoe_flwr.config import ConfigError, check_name
 from fedmoe_flwr.merge.gateway import SUFFIX_A, SUFFIX_B, lora_modules
 from fedmoe_flwr.merge.validation import UpdateRejected, check_weights, update_norm_ratio
@@ -123,25 +124,31 @@ def check_initial_adapter(weights: Weights | None, rank: int, like: Weights | No
 class TrainReport:
     """A parsed train reply: the adapter and the node's numbers, not yet judged."""
 
-    weights: Weights
+    weights: Weights  # the adapter, or with ``is_delta`` its change from what was sent
     base_version: int
     num_examples: int
     train_loss: float
     metrics: dict[str, float]  # every metric, finite, for the update event
+    is_delta: bool = False
 
 
 def parse_train_reply(content: RecordDict) -> TrainReport:
-    """Structure and numbers of a train reply; the update itself is judged by the loop."""
-    _records(content, arrays=(C.ADAPTER,), metrics=(C.METRICS,))
+    """Structure and numbers of a train reply; the update itself is judged by the loop.
+
+    The reply holds the full adapter (``ADAPTER``) or, with compression, the
+    delta from the weights the node was sent (``DELTA``), decoded here.
+    """
+    is_delta = C.DELTA in content.array_records
+    _records(content, arrays=(C.DELTA if is_delta else C.ADAPTER,), metrics=(C.METRICS,))
     m = content.metric_records[C.METRICS]
     metrics = {k: _number(m, k, 0, MAX_COUNT, integer=False) for k in C.TRAIN_METRIC_KEYS}
-    for optional in (C.PROCESS_SECONDS, C.PROCESS_ID):
+    for optional in (C.PROCESS_SECONDS, C.PROCESS_ID, C.DELTA_NORM):
         if optional in m:
             metrics[optional] = _number(m, optional, 0, MAX_COUNT, integer=False)
-    return TrainReport(from_array_record(content.array_records[C.ADAPTER]),
-                       _number(m, C.BASE_VERSION, 0, MAX_COUNT, integer=True),
+    weights = decode(content.array_records[C.DELTA if is_delta else C.ADAPTER])
+    return TrainReport(weights, _number(m, C.BASE_VERSION, 0, MAX_COUNT, integer=True),
                        _number(m, C.NUM_EXAMPLES, 1, MAX_COUNT, integer=True),
-                       metrics[C.TRAIN_LOSS], metrics)
+                       metrics[C.TRAIN_LOSS], metrics, is_delta)
 
 
 def check_norm(update: Weights, base: Weights, current: Weights, max_ratio: float) -> None:

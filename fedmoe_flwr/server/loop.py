@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -25,16 +24,17 @@ from fedmoe_flwr.merge.validation import UpdateRejected
 from fedmoe_flwr.routing.centroids import CentroidBook
 from fedmoe_flwr.server.admission import Admission
 from fedmoe_flwr.server.artifacts import RunDirectory
+from fedmoe_flwr.server.dispatch import dispatch
 from fedmoe_flwr.server.evaluation import Evaluator
-from fedmoe_flwr.server.experts import ExpertState
 from fedmoe_flwr.server.federation import Federation
+from fedmoe_flwr.server.ledger import PrivacyLedger
 from fedmoe_flwr.server.load import LoadMeter
 from fedmoe_flwr.server.messenger import Flight, Messenger
-from fedmoe_flwr.server.nodes import NodeInfo, NodeTable
+from fedmoe_flwr.server.nodes import NodeTable
 from fedmoe_flwr.server.resume import ResumeState
 from fedmoe_flwr.server.summary import RunStats, write_summary
 from fedmoe_flwr.server.updates import UpdateDesk
-from strategies.base import Member, Strategy
+from strategies.base import Strategy
 
 log = logging.getLogger("fedmoe.server")
 
@@ -71,7 +71,8 @@ class FederationLoop:
         self.evaluator = Evaluator(self.federation, self.messenger, clock)
         self.admission = Admission(cfg, self.federation, self.nodes,
                                    CentroidBook(cfg.router.embedding_layer))
-        self.desk = UpdateDesk(cfg, self.federation, strategy, self.stats, clock)
+        self.ledger = PrivacyLedger(cfg.privacy)
+        self.desk = UpdateDesk(cfg, self.federation, strategy, self.stats, clock, self.ledger)
         self.load = LoadMeter(clock)
         self.stopping = False
         self._updates_at_start = 0
@@ -130,7 +131,9 @@ class FederationLoop:
         self._evaluate_blocking(grid, "final")
         fed.checkpoint_all()
         return write_summary(self.strategy.name, self.clock() - fed.start, self.stats,
-                             self.messenger.bytes_sent, fed, self.evaluator, self.nodes)
+                             self.messenger.bytes_sent, fed, self.evaluator, self.nodes,
+                             self.ledger.summary() if self.ledger.enabled else None,
+                             self.cfg.comm.compression)
 
     def _register(self, grid: Grid) -> None:
         t0, last_check = self.clock(), -1e18
@@ -223,17 +226,9 @@ class FederationLoop:
                        Flight(n, "query", now)) for n in todo])
 
     def _dispatch(self, grid: Grid) -> None:
-        """Send the nodes the strategy selects their expert's newest weights."""
-        if self.stopping or self._cap_reached():
-            return
-        busy = self.messenger.busy("train")
-        members = [Member(n.node_id, n.specialty) for n in self.nodes.registered.values()
-                   if n.specialty in self.experts]
-        idle = [m for m in members if m.node_id not in busy]
-        chosen = self.strategy.select(idle, members, self.clock()) if idle else []
-        self.messenger.push(grid, [
-            train_message(self.cfg, self.messenger, self.nodes.registered[m.node_id],
-                          self.experts[m.specialty], self.clock()) for m in chosen])
+        if not (self.stopping or self._cap_reached()):
+            dispatch(grid, self.cfg, self.strategy, self.nodes, self.experts, self.messenger,
+                     self.ledger, self.clock)
 
     # ------------------------------------------------------------------ stop conditions
     def _cap_reached(self) -> bool:
@@ -244,20 +239,3 @@ class FederationLoop:
         return (self.clock() - self.federation.start >= self.cfg.run.duration
                 or self._cap_reached() or self.federation.run_dir.stop_requested())
 
-
-def train_message(cfg: AppConfig, messenger: Messenger, node: NodeInfo, expert: ExpertState,
-                  now: float) -> tuple[Message, Flight]:
-    """A train instruction: the expert's newest weights, version and the training budget."""
-    t = cfg.train
-    seed = zlib.crc32(f"{cfg.run.seed}:{node.node_id}:{expert.version}".encode())
-    content = RecordDict({
-        C.ADAPTER: expert.record(),
-        C.CONFIG: ConfigRecord({
-            C.SPECIALTY: node.specialty, C.VERSION: expert.version,
-            C.TIME_BUDGET: t.sync_interval, C.MAX_STEPS: t.max_steps,
-            C.LEARNING_RATE: t.learning_rate, C.SEED: seed,
-        }),
-    })
-    return (messenger.message(content, node.node_id, "train"),
-            Flight(node.node_id, "train", now, node.specialty, expert.version,
-                   base_weights=expert.weights))

@@ -23,6 +23,7 @@ class Flight:
     base_version: int = 0
     tag: str = ""
     base_weights: Weights = field(default_factory=dict)  # what a train message sent
+    bytes_out: int = 0  # a train message's adapter bytes on the wire
 
 
 class Messenger:

@@ -30,6 +30,8 @@ class RunStats:
     examples_capped: int = 0  # updates claiming more examples than the node registered
     bytes_received: int = 0
     step_seconds: list[float] = field(default_factory=list)  # server time per merged update
+    update_bytes_out: int = 0  # train messages of merged updates (weights sent)
+    update_bytes_in: int = 0  # their replies (weights or compressed deltas)
 
     def step_ms(self) -> dict[str, float]:
         """Percentiles of the server's time per update (reply in -> merged and published)."""
@@ -41,8 +43,9 @@ class RunStats:
 
 
 def write_summary(strategy: str, duration: float, stats: RunStats, bytes_sent: int,
-                  federation: Federation, evaluator: Evaluator,
-                  nodes: NodeTable) -> dict[str, Any]:
+                  federation: Federation, evaluator: Evaluator, nodes: NodeTable,
+                  privacy: dict[str, Any] | None = None,
+                  compression: str = "none") -> dict[str, Any]:
     """Write ``summary.json``, draw ``progress.png`` and log the tables."""
     fed = federation
     summary = {
@@ -56,6 +59,10 @@ def write_summary(strategy: str, duration: float, stats: RunStats, bytes_sent: i
         "errors": {str(k): v for k, v in stats.errors.items()},
         "bytes_sent": bytes_sent,
         "bytes_received": stats.bytes_received,
+        "compression": compression,
+        "bytes_per_update": {  # train traffic only: evaluation messages are not updates
+            "sent": round(stats.update_bytes_out / max(len(stats.step_seconds), 1)),
+            "received": round(stats.update_bytes_in / max(len(stats.step_seconds), 1))},
         "server_step_ms": stats.step_ms(),
         "experts": {s: e.meta() for s, e in sorted(fed.experts.items())},
         "gateway": fed.gateway.meta() if fed.gateway else None,
@@ -63,6 +70,8 @@ def write_summary(strategy: str, duration: float, stats: RunStats, bytes_sent: i
         "nodes": {str(n.node_id): n.specialty for n in nodes.registered.values()},
         "refused": {str(n): reason for n, reason in nodes.refused.items()},
     }
+    if privacy is not None:
+        summary["privacy"] = privacy
     run_dir = fed.run_dir
     run_dir.write_json("summary.json", summary)
     run_dir.log_event("end", updates=stats.updates)

@@ -5,20 +5,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 from flwr.app import RecordDict
 
 from fedmoe_flwr import contract as C
 from fedmoe_flwr.config import AppConfig
-from fedmoe_flwr.merge.validation import UpdateRejected, validate_update
+from fedmoe_flwr.merge.validation import UpdateRejected, check_weights, validate_update
 from fedmoe_flwr.server.experts import ExpertState
 from fedmoe_flwr.server.federation import Federation, NonFiniteMerge
 from fedmoe_flwr.server.intake import TrainReport, check_norm, guarded, parse_train_reply
-from fedmoe_flwr.server.messenger import Flight
+from fedmoe_flwr.server.ledger import PrivacyLedger
+from fedmoe_flwr.server.messenger import Flight, content_bytes
 from fedmoe_flwr.server.nodes import NodeInfo
 from fedmoe_flwr.server.summary import RunStats
-from fedmoe_flwr.weights import weights_nbytes
 from strategies.base import DueMerge, Outcome, Strategy, Update
 
 log = logging.getLogger("fedmoe.server")
@@ -28,8 +29,9 @@ class UpdateDesk:
     """Where train replies arrive: validated, merged by the strategy, published, logged."""
 
     def __init__(self, cfg: AppConfig, federation: Federation, strategy: Strategy,
-                 stats: RunStats, clock: Callable[[], float]) -> None:
+                 stats: RunStats, clock: Callable[[], float], ledger: PrivacyLedger) -> None:
         self.cfg = cfg
+        self.ledger = ledger
         self.federation = federation
         self.strategy = strategy
         self.stats = stats
@@ -48,9 +50,12 @@ class UpdateDesk:
             self.stats.discarded += 1
             return
         started = time.perf_counter()
+        if self.ledger.enabled:  # released by the node, whatever the server makes of it
+            self.ledger.record(flight.node_id, flight.specialty)
+        wire = content_bytes(content)
+        self.stats.bytes_received += wire
         try:
             report = guarded(parse_train_reply, content)
-            self.stats.bytes_received += weights_nbytes(report.weights)
             update = guarded(self._judge, report, flight, node)
             outcome = self.strategy.on_update(update, self._expert(flight).weights,
                                               self.clock())
@@ -67,7 +72,9 @@ class UpdateDesk:
         self.stats.updates += 1
         seconds = time.perf_counter() - started
         self.stats.step_seconds.append(seconds)
-        self._log(flight, update, outcome, report, seconds)
+        self.stats.update_bytes_out += flight.bytes_out
+        self.stats.update_bytes_in += wire
+        self._log(flight, update, outcome, report, seconds, wire)
 
     def publish(self, specialty: str, weights: dict) -> bool:
         """Publish merged weights; a non-finite merge is refused and counted."""
@@ -94,6 +101,11 @@ class UpdateDesk:
 
     def _judge(self, report: TrainReport, flight: Flight, node: NodeInfo | None) -> Update:
         expert = self._expert(flight)
+        base = flight.base_weights or expert.weights
+        if report.is_delta:  # a compressed change from what was sent: checked, then applied
+            check_weights(expert.weights, report.weights)
+            report = replace(report, weights={k: base[k] + d for k, d in report.weights.items()},
+                             is_delta=False)
         validate_update(expert.weights, report.weights, base_version=report.base_version,
                         current_version=expert.version)
         if report.base_version != flight.base_version:
@@ -103,7 +115,6 @@ class UpdateDesk:
         if staleness > self.cfg.strategy.max_staleness:
             raise UpdateRejected("too-stale", f"staleness {staleness} > max "
                                  f"{self.cfg.strategy.max_staleness}")
-        base = flight.base_weights or expert.weights
         weights = {k: v.astype(np.float32, copy=False) for k, v in report.weights.items()}
         check_norm(weights, base, expert.weights, self.cfg.strategy.max_update_norm)
         examples = report.num_examples
@@ -130,14 +141,16 @@ class UpdateDesk:
             elapsed=round(self.clock() - self.federation.start, 3))
 
     def _log(self, flight: Flight, update: Update, outcome: Outcome,
-             report: TrainReport, server_seconds: float) -> None:
+             report: TrainReport, server_seconds: float, bytes_in: int) -> None:
         m = report.metrics
         expert = self._expert(flight)
         elapsed = self.clock() - self.federation.start
         result = f"-> v{expert.version:<3d}" if outcome.weights is not None else outcome.status
-        log.info("%6.1fs  %-14s node %-20s tau=%-2d a=%.3f %-8s loss %.3f  (%d steps, %.1fs)",
+        eps = (f"  eps {self.ledger.epsilon(flight.node_id):.2f}" if self.ledger.enabled
+               else "")
+        log.info("%6.1fs  %-14s node %-20s tau=%-2d a=%.3f %-8s loss %.3f  (%d steps, %.1fs)%s",
                  elapsed, expert.specialty, flight.node_id, update.staleness, outcome.mixing,
-                 result, report.train_loss, int(m[C.STEPS]), m[C.TRAIN_SECONDS])
+                 result, report.train_loss, int(m[C.STEPS]), m[C.TRAIN_SECONDS], eps)
         round_trip = self.clock() - flight.sent_at
         process = m.get(C.PROCESS_SECONDS, 0.0)
         # What the node did not account for: message queueing and transfer both ways.
@@ -148,5 +161,8 @@ class UpdateDesk:
             applied=outcome.weights is not None, version=expert.version,
             round_trip=round(round_trip, 3), **{C.PROCESS_SECONDS: round(process, 3)},
             transfer_wait=round(other, 3), server_seconds=round(server_seconds, 4),
+            bytes_out=flight.bytes_out, bytes_in=bytes_in,
+            **({"epsilon": round(self.ledger.epsilon(flight.node_id), 4)}
+               if self.ledger.enabled else {}),
             backlog=self.federation.backlog(), **{k: m[k] for k in C.TRAIN_METRIC_KEYS},
-            **({C.PROCESS_ID: int(m[C.PROCESS_ID])} if C.PROCESS_ID in m else {}))
+            **{k: m[k] for k in (C.PROCESS_ID, C.DELTA_NORM) if k in m})

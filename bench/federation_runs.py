@@ -1,0 +1,42 @@
+"""Shared by the benchmarks that compare whole federations: run one, read its results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECIALTIES = ("python_expert", "sql_expert", "docs_expert")
+
+
+def run_federation(work: Path, name: str, overrides: dict[str, Any], nodes: int = 3,
+                   timeout: float = 1800) -> Path:
+    """``scripts/run.sh`` with ``overrides`` (one ``--run-config`` each); the run directory."""
+    work.mkdir(parents=True, exist_ok=True)
+    values = {**overrides, "run.output-dir": str(work.resolve()), "run.name": name}
+    cmd = ["bash", "scripts/run.sh"]
+    for key, value in values.items():
+        cmd += ["--run-config", f"{key}={json.dumps(value)}"]
+    log_path = work / f"{name}.log"
+    with log_path.open("w") as log:
+        proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "NUM_SUPERNODES": str(nodes)},
+                              stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+    run_dir = work / name
+    if proc.returncode != 0 or not (run_dir / "summary.json").exists():
+        raise SystemExit(f"{name} failed (exit {proc.returncode}); see {log_path}")
+    return run_dir
+
+
+def own_domain_losses(summary: dict[str, Any]) -> dict[str, float]:
+    """Each expert's final held-out loss on its own domain (the nodes' evaluation)."""
+    final = summary["eval"]["final"]
+    return {s: final[s][s] for s in SPECIALTIES if s in final and s in final[s]}
+
+
+def update_events(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's ``update`` events."""
+    events = (json.loads(line) for line in (run_dir / "metrics.jsonl").open())
+    return [e for e in events if e["event"] == "update"]
