@@ -173,6 +173,9 @@ class StrategyConfig(Section):
     name: str = setting("fedasync", "strategy.name", "aggregation strategy (checked by "
                         "strategies/registry.py, which owns the names)")
     alpha: float = setting(0.6, "strategy.alpha", "FedAsync server mixing rate", gt=0, le=1)
+    fresh_alpha: float = setting(1.0, "strategy.fresh-alpha", "FedAsync mixing rate of a fresh "
+                                 "update (tau = 0: nobody else contributed since its base)",
+                                 gt=0, le=1)
     staleness: str = setting("polynomial", "strategy.staleness", "s(tau)",
                              choices=STALENESS_FUNCTIONS)
     staleness_a: float = setting(0.5, "strategy.staleness-a", "polynomial exponent / hinge "

@@ -10,6 +10,14 @@ received since the node's base version, and ``s`` is one of the staleness
 functions of :mod:`fedmoe_flwr.merge.staleness` (constant, polynomial, hinge,
 exponential).  Slow nodes never block fast ones; their stale updates simply
 count less.
+
+Fresh updates (``tau = 0``: no other node of the specialty contributed since
+the node's base version, so there is nothing to reconcile) are mixed with
+``strategy.fresh-alpha`` (default 1: the update counts fully).  With one node
+per specialty, FedAsync's ``alpha < 1`` would otherwise throw away part of
+every update the lone node makes (``w + alpha * delta``), which is what kept
+a lone slow node from ever reaching FedAvg's target in the async-vs-sync
+benchmark.  Set it equal to ``strategy.alpha`` for the paper's rule.
 """
 
 from __future__ import annotations
@@ -35,6 +43,9 @@ class FedAsync(Strategy):
             cfg.staleness, a=cfg.staleness_a, b=cfg.staleness_b, decay=cfg.staleness_decay)
 
     def on_update(self, update: Update, current: Weights, now: float) -> Outcome:
-        """Mix the update into the expert with weight ``alpha * s(tau)``."""
-        mixing = self.cfg.alpha * self.staleness_fn(update.staleness)
+        """Mix the update into the expert: ``fresh_alpha`` at tau 0, else ``alpha * s(tau)``."""
+        if update.staleness == 0:
+            mixing = self.cfg.fresh_alpha
+        else:
+            mixing = self.cfg.alpha * self.staleness_fn(update.staleness)
         return Outcome(fedasync_mix(current, update.weights, mixing), mixing)

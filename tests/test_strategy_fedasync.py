@@ -13,17 +13,35 @@ from tests.fake_grid import INIT, KEYS, make_node, run
 
 
 def test_single_node_versions_follow_fedasync_by_hand(tmp_path):
-    # alpha 0.5, tau always 0: w1 = 0.5*0 + 0.5*(0+1) = 0.5; w2 = 0.5*0.5 + 0.5*1.5 = 1.0;
-    # w3 = 0.5*1.0 + 0.5*2.0 = 1.5
+    # The paper's rule (fresh-alpha = alpha = 0.5), tau always 0: w1 = 0.5*0 + 0.5*(0+1) = 0.5;
+    # w2 = 0.5*0.5 + 0.5*1.5 = 1.0; w3 = 0.5*1.0 + 0.5*2.0 = 1.5
     strategy, summary, _ = run(
         tmp_path, {1: make_node("python_expert")}, **{
-            "strategy.alpha": 0.5, "run.max-updates": 3, "run.specialties": "python_expert"})
+            "strategy.alpha": 0.5, "strategy.fresh-alpha": 0.5, "run.max-updates": 3,
+            "run.specialties": "python_expert"})
     expert = strategy.experts["python_expert"]
     assert expert.version == 3
     np.testing.assert_allclose(expert.weights[KEYS[0]], 1.5)
     saved = load_adapter_weights(tmp_path / "run" / "experts" / "python_expert")
     np.testing.assert_allclose(saved[KEYS[0]], 1.5)
     assert summary["experts"]["python_expert"]["version"] == 3
+
+
+def test_a_fresh_update_counts_fully_and_a_stale_one_is_damped(tmp_path):
+    # Default fresh-alpha 1: a lone node's updates (tau 0) replace the expert: w_n = n.
+    strategy, _, events = run(tmp_path / "lone", {1: make_node("python_expert")}, **{
+        "run.max-updates": 3, "run.specialties": "python_expert"})
+    np.testing.assert_allclose(strategy.experts["python_expert"].weights[KEYS[0]], 3.0)
+    assert {e["mixing"] for e in events if e["event"] == "update"} == {1.0}
+    # Two nodes of one specialty: only updates whose base is still current count fully.
+    _, _, events = run(tmp_path / "two", {1: make_node("python_expert", delay=1),
+                                          2: make_node("python_expert", delay=3)},
+                       **{"run.max-updates": 10, "run.specialties": "python_expert"})
+    ups = [e for e in events if e["event"] == "update"]
+    assert any(e["staleness"] > 0 for e in ups)
+    for e in ups:
+        want = 1.0 if e["staleness"] == 0 else 0.6 * (e["staleness"] + 1) ** -0.5
+        assert e["mixing"] == pytest.approx(want)
 
 
 def test_out_of_order_stale_error_and_malformed(tmp_path):
@@ -101,14 +119,15 @@ def test_resume_continues_versions_weights_and_counters(tmp_path):
 
     first, summary1, _ = run(tmp_path / "a", {1: make_node("python_expert"),
                                               2: make_node("sql_expert")},
-                             **{"strategy.alpha": 0.5, "run.max-updates": 6})
+                             **{"strategy.alpha": 0.5, "strategy.fresh-alpha": 0.5,
+                                "run.max-updates": 6})
     old = tmp_path / "a" / "run"
     v_old = {s: e.version for s, e in first.experts.items()}
     w_old = {s: e.weights[KEYS[0]].copy() for s, e in first.experts.items()}
     second, summary2, events = run(tmp_path / "b", {1: make_node("python_expert"),
                                                     2: make_node("sql_expert")},
-                                   **{"strategy.alpha": 0.5, "run.max-updates": 4,
-                                      "run.resume-from": str(old)})
+                                   **{"strategy.alpha": 0.5, "strategy.fresh-alpha": 0.5,
+                                      "run.max-updates": 4, "run.resume-from": str(old)})
     resumed = next(e for e in events if e["event"] == "resume")
     assert resumed["versions"] == v_old
     # The first update of the new run mixed into the old weights: w = 0.5 w_old + 0.5 (w_old+1).
