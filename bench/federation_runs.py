@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SPECIALTIES = ("python_expert", "sql_expert", "docs_expert")
 
 
-def run_federation(work: Path, name: str, overrides: dict[str, Any], nodes: int = 3,
+def run_federation(work: Path, name: str, overrides: dict[str, Any], nodes: int = 4,
                    timeout: float = 1800) -> Path:
     """``scripts/run.sh`` with ``overrides`` (one ``--run-config`` each); the run directory."""
     work.mkdir(parents=True, exist_ok=True)

@@ -341,7 +341,7 @@ class SimulationConfig(Section):
     data_paths: tuple[str, ...] = setting(("data/python.jsonl", "data/sql.jsonl",
                                            "data/docs.jsonl"), "sim.data-paths",
                                           "one file per entry above")
-    speed_factors: tuple[float, ...] = setting((1.0, 1.0, 1.0), "sim.speed-factors",
+    speed_factors: tuple[float, ...] = setting((1.0, 1.0, 1.0, 2.0), "sim.speed-factors",
                                                "per partition; 4 = four times slower",
                                                ge=1.0, le=1000.0)
     join_delays: tuple[float, ...] = setting((), "sim.join-delays", "per partition: seconds "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: a real Flower simulation of the federation on the embedded tiny Qwen.
 #
-#   bash scripts/run.sh                      # default: 3 SuperNodes, ~2 min of training
+#   bash scripts/run.sh                      # default: 4 SuperNodes (python twice), ~2 min of training
 #   bash scripts/run.sh --run-config conf/fedasync.toml  # extra args go to `flwr run`
 #
 # Starts its own local SuperLink (simulation mode) on a free port, submits the
@@ -21,7 +21,7 @@ export FLWR_HOME="$STATE/flwr-home"
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1  # everything is in .venv already
 export FLWR_DISABLE_UPDATE_CHECK=1
 export FEDMOE_CACHE="${FEDMOE_CACHE:-$STATE/cache}"
-NUM_SUPERNODES="${NUM_SUPERNODES:-3}"
+NUM_SUPERNODES="${NUM_SUPERNODES:-4}"  # python_expert twice (a fast and a 2x slower node), sql, docs
 # Simulated nodes share a pool of SIM_ACTORS Ray actors (processes, each with its own
 # torch and model: ~0.5 GB with the tiny Qwen). Any actor serves any node, so 100 nodes
 # need not mean 100 processes. Default: one actor per node, at most max(4, cores), and

@@ -67,6 +67,14 @@ def test_flwr_run_trains_every_expert_and_writes_artifacts(flwr_run):
     assert (run / "progress.png").exists() and (run / "run_config.json").exists()
     events = [json.loads(line) for line in (run / "metrics.jsonl").open()]
     assert sum(e["event"] == "update" for e in events) == summary["updates"] >= 6
+    # Two python nodes (one 2x slower): the slow one's updates merge with tau > 0, and the
+    # staleness histogram per expert counts every merged update.
+    assert sorted(summary["nodes"].values()).count("python_expert") == 2
+    for meta in summary["experts"].values():
+        assert sum(meta["staleness_histogram"].values()) == meta["updates"], meta
+    assert any(int(t) > 0 for t in summary["experts"]["python_expert"]["staleness_histogram"])
+    stale = [e for e in events if e["event"] == "update" and e["staleness"] > 0]
+    assert all(0 < e["mixing"] < 1 for e in stale)  # damped by s(tau), logged with its weight
     assert set(json.loads((run / "router.json").read_text())["specialties"]) == {
         "python_expert", "sql_expert", "docs_expert"}
 

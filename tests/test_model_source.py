@@ -66,6 +66,7 @@ def test_local_source_needs_a_saved_model(tmp_path):
                        "model-source": "ftp"}, parse_run_config({}))
 
 
+@pytest.mark.slow  # builds the tiny model in the test cache
 def test_one_model_from_two_places_has_one_fingerprint(tmp_path):
     tiny = ensure_tiny_model()
     for hub in ("hf", "ms"):  # what two hubs' snapshot directories would hold

@@ -54,8 +54,8 @@ def test_out_of_order_stale_error_and_malformed(tmp_path):
         3: make_node("sql_expert", delay=2, corrupt=nan),  # first update is NaN
         4: make_node("sql_expert", delay=1, error_on_train=2),  # fails on its 2nd train
     }
-    strategy, summary, events = run(tmp_path, nodes, **{"run.max-updates": 14,
-                                                        "strategy.alpha": 0.6})
+    strategy, summary, events = run(tmp_path, nodes, plot=True, **{
+        "run.max-updates": 14, "strategy.alpha": 0.6})
     updates = [e for e in events if e["event"] == "update"]
     py = [e for e in updates if e["specialty"] == "python_expert"]
     # Both python nodes contributed, and the slow one's updates were stale.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ class ExpertState:
     nodes: set[int] = field(default_factory=set)
     last_train_loss: float | None = None
     eval_losses: dict[str, float] = field(default_factory=dict)  # domain -> held-out loss
+    staleness: Counter = field(default_factory=Counter)  # tau -> merged updates with it
     _wire: dict[str, tuple[int, int, Any, Weights]] = field(default_factory=dict, repr=False,
                                                             compare=False)
 
@@ -55,6 +57,7 @@ class ExpertState:
             "nodes": sorted(str(n) for n in self.nodes),
             "last_train_loss": self.last_train_loss,
             "eval_losses": self.eval_losses,
+            "staleness_histogram": {str(t): n for t, n in sorted(self.staleness.items())},
         }
 
 

@@ -61,9 +61,10 @@ class FederationLoop:
     def __init__(self, *, cfg: AppConfig, run_dir: RunDirectory, strategy: Strategy,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep, poll_interval: float = 0.2,
-                 resume: ResumeState | None = None) -> None:
+                 resume: ResumeState | None = None, draw_plot: bool = True) -> None:
         self.cfg, self.strategy, self.clock, self.sleep = cfg, strategy, clock, sleep
         self.poll_interval = poll_interval
+        self.draw_plot = draw_plot  # progress.png at the end (tests of the loop skip it)
         self.stats = RunStats()
         self.nodes = NodeTable(cfg.run.rejoin_backoff)
         self.messenger = Messenger(cfg.run.message_ttl)
@@ -133,7 +134,7 @@ class FederationLoop:
         return write_summary(self.strategy.name, self.clock() - fed.start, self.stats,
                              self.messenger.bytes_sent, fed, self.evaluator, self.nodes,
                              self.ledger.summary() if self.ledger.enabled else None,
-                             self.cfg.comm.compression)
+                             self.cfg.comm.compression, self.draw_plot)
 
     def _register(self, grid: Grid) -> None:
         t0, last_check = self.clock(), -1e18

@@ -45,7 +45,7 @@ class RunStats:
 def write_summary(strategy: str, duration: float, stats: RunStats, bytes_sent: int,
                   federation: Federation, evaluator: Evaluator, nodes: NodeTable,
                   privacy: dict[str, Any] | None = None,
-                  compression: str = "none") -> dict[str, Any]:
+                  compression: str = "none", draw_plot: bool = True) -> dict[str, Any]:
     """Write ``summary.json``, draw ``progress.png`` and log the tables."""
     fed = federation
     summary = {
@@ -76,7 +76,8 @@ def write_summary(strategy: str, duration: float, stats: RunStats, bytes_sent: i
     run_dir.write_json("summary.json", summary)
     run_dir.log_event("end", updates=stats.updates)
     try:
-        plot_progress(run_dir.root / "metrics.jsonl", run_dir.root / "progress.png")
+        if draw_plot:
+            plot_progress(run_dir.root / "metrics.jsonl", run_dir.root / "progress.png")
     except Exception as err:  # a plot must never fail a finished run
         log.warning("could not draw progress.png: %s", err)
     log.info("\n%s", summary_table(summary))

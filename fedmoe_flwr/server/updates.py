@@ -67,6 +67,7 @@ class UpdateDesk:
         expert.examples_seen += update.num_examples
         expert.nodes.add(flight.node_id)
         expert.last_train_loss = report.train_loss
+        expert.staleness[update.staleness] += 1
         if outcome.weights is not None and not self.publish(flight.specialty, outcome.weights):
             return
         self.stats.updates += 1
