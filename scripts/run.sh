@@ -68,6 +68,14 @@ fi
 flwr run . --stream \
   --federation-config "num-supernodes=$NUM_SUPERNODES client-resources-num-cpus=1 init-args-num-cpus=$SIM_ACTORS" \
   ${ARGS[@]+"${ARGS[@]}"}
+# `flwr run --stream` exits 0 even when the ServerApp failed: ask the SuperLink how it ended.
+STATUS="$(flwr ls --format json 2>/dev/null | python -c 'import json, sys
+runs = json.load(sys.stdin).get("runs", [])
+print(max(runs, key=lambda r: int(r["run-id"]))["status"] if runs else "unknown")' || echo unknown)"
+if [ "$STATUS" != "finished:completed" ]; then
+  echo "The run did not complete (SuperLink status: $STATUS); its error is above." >&2
+  exit 1
+fi
 echo
 echo "Results: the 'results:' line above (default: $ROOT/outputs/latest)."
 echo "  experts/<specialty>/ and gateway/ are PEFT adapters; summary.json holds the eval matrix."
