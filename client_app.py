@@ -28,6 +28,7 @@ from fedmoe_flwr.node.settings import NodeSettings, node_data, node_settings
 from fedmoe_flwr.node.training import evaluate_loss, train_for_budget
 from fedmoe_flwr.node.worker import TASK_STARTED_ENV
 from fedmoe_flwr.privacy import privatize
+from fedmoe_flwr.routing.ngrams import ngram_counts
 from fedmoe_flwr.weights import Weights, from_array_record, to_array_record
 
 app = ClientApp()
@@ -93,6 +94,9 @@ def query(msg: Message, context: Context) -> Message:
         mean = domain_centroid(loaded, prompts, layer=cfg.router.embedding_layer)
         records[C.CENTROID] = to_array_record({"mean": mean})
         info[C.CENTROID_COUNT] = len(prompts)
+    if cfg.router.ngram_buckets:  # the ngrams router's statistics: one count vector
+        records[C.NGRAMS] = to_array_record({"counts": ngram_counts(
+            data.train["prompt"], cfg.router.ngram_buckets)})
     return Message(RecordDict(records), reply_to=msg)
 
 

@@ -27,7 +27,7 @@ from .merge.staleness import STALENESS_FUNCTIONS
 QWEN_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ON_ERROR = ("fail", "skip")
 SYNC_SCOPES = ("global", "specialty")
-ROUTER_METHODS = ("centroid", "loss", "keywords")
+ROUTER_METHODS = ("centroid", "ngrams", "loss", "keywords")
 ROUTER_COMBINE = ("mix", "stitch")
 QUANTIZATION_BITS = (0, 4, 8)
 MODEL_SOURCES = ("auto", "huggingface", "modelscope", "local")
@@ -220,7 +220,7 @@ class GatewayConfig(Section):
 class RouterConfig(Section):
     """How ``fedmoe ask`` picks experts (and what nodes send for it at registration)."""
 
-    method: str = setting("centroid", "router.method", "centroid | loss | keywords",
+    method: str = setting("centroid", "router.method", "centroid | ngrams | loss | keywords",
                           choices=ROUTER_METHODS)
     top_k: int = setting(2, "router.top-k", "at most this many experts per question",
                          ge=1, le=64)
@@ -236,6 +236,9 @@ class RouterConfig(Section):
     candidate_tokens: int = setting(0, "router.candidate-tokens", "loss router: 0 = score the "
                                     "prompt; N = each expert's own N-token draft",
                                     ge=0, le=4096)
+    ngram_buckets: int = setting(32768, "router.ngram-buckets", "ngrams router: hashed "
+                                 "character n-gram counts of its training prompts each node "
+                                 "sends (0 = none)", ge=0, le=1 << 22)
     embedding_layer: int = setting(0, "router.embedding-layer", "centroid embedding: "
                                    "hidden_states index (0 = token embeddings, -1 = last)",
                                    ge=-128, le=128)

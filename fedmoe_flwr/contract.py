@@ -15,6 +15,7 @@ DELTA = "delta"
 CONFIG = "config"  # ConfigRecord: instructions (server -> node)
 INFO = "info"  # ConfigRecord: node registration (node -> server)
 CENTROID = "centroid"  # ArrayRecord {"mean": (hidden,)}: mean prompt embedding (query reply)
+NGRAMS = "ngrams"  # ArrayRecord {"counts": (buckets,)}: hashed char n-gram counts (query reply)
 METRICS = "metrics"  # MetricRecord: training metrics (node -> server)
 EVAL_LOSSES = "eval-losses"  # MetricRecord: adapter name -> held-out loss
 EVAL_PREFIX = "eval."  # ArrayRecord names in an evaluate message: "eval.<adapter>"

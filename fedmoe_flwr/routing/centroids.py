@@ -1,10 +1,12 @@
-"""The centroid router's knowledge: each specialty's mean prompt embedding.
+"""What the routers learn from the nodes: ``router.json``.
 
-Every node sends, at registration, one vector: the mean base-model embedding
-of up to ``router.centroid-examples`` of its training prompts (no text leaves
-the node).  The server keeps one per node and writes, per specialty, the
-example-weighted mean over its nodes to ``router.json`` in the run directory,
-which ``fedmoe ask`` / ``route-eval`` read.
+Every node sends, at registration, the mean base-model embedding of up to
+``router.centroid-examples`` of its training prompts (``centroid`` router) and
+the hashed character n-gram counts of its training prompts (``ngrams`` router,
+:mod:`.ngrams`); no text leaves the node.  The server keeps them per node and
+writes, per specialty, the example-weighted mean centroid and the summed
+counts to ``router.json`` in the run directory, which ``fedmoe ask`` /
+``route-eval`` / ``serve`` read.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from fedmoe_flwr.config import ConfigError
 from fedmoe_flwr.contract import ROUTER_FILE
+from fedmoe_flwr.routing.ngrams import NGRAM_SIZES, check_counts
 
 MAX_CENTROID_DIM = 65_536  # a hidden size far above any Qwen's (7B: 3584)
 
@@ -27,6 +30,15 @@ class CentroidBook:
     def __init__(self, embedding_layer: int) -> None:
         self.embedding_layer = embedding_layer
         self.by_node: dict[int, tuple[str, np.ndarray, int]] = {}  # node -> (spec, mean, n)
+        self.ngrams: dict[int, tuple[str, np.ndarray]] = {}  # node -> (spec, counts)
+
+    def add_ngrams(self, node_id: int, specialty: str, counts: Any) -> str | None:
+        """Keep one node's n-gram counts; return why they are unusable instead."""
+        sizes = {v.size for _, v in self.ngrams.values()}
+        problem = check_counts(counts, next(iter(sizes)) if sizes else None)
+        if problem is None:
+            self.ngrams[node_id] = (specialty, counts.astype(np.float32))
+        return problem
 
     def add(self, node_id: int, specialty: str, vec: Any, count: Any) -> str | None:
         """Keep one node's centroid; return why it is unusable instead (None = kept)."""
@@ -51,7 +63,7 @@ class CentroidBook:
             entry["sum"] = entry["sum"] + n * v
             entry["examples"] += n
             entry["nodes"] += 1
-        return {
+        out = {
             "embedding": f"base model hidden_states[{self.embedding_layer}], mean-pooled over "
                          "the chat-templated prompt, L2-normalised; centroid = "
                          "example-weighted mean over nodes",
@@ -60,6 +72,38 @@ class CentroidBook:
                                 "examples": e["examples"], "nodes": e["nodes"]}
                             for s, e in sorted(per.items())},
         }
+        if self.ngrams:
+            sums: dict[str, np.ndarray] = {}
+            for specialty, counts in self.ngrams.values():
+                sums[specialty] = sums.get(specialty, 0) + counts
+            out["ngrams"] = {"sizes": list(NGRAM_SIZES), "buckets": int(counts.size),
+                             "hash": "crc32 of the UTF-8 n-gram, modulo buckets",
+                             "specialties": {s: {str(i): float(v[i]) for i in np.flatnonzero(v)}
+                                             for s, v in sorted(sums.items())}}
+        return out
+
+
+def load_ngram_counts(run_root: Path) -> dict[str, np.ndarray]:
+    """Per-specialty n-gram counts the nodes sent at registration (``router.json``)."""
+    path = run_root / ROUTER_FILE
+    try:
+        block = json.loads(path.read_text())["ngrams"] if path.exists() else None
+        if block is None:
+            raise ConfigError(f"{path} holds no n-gram counts (router.ngram-buckets = 0, or "
+                              f"the run is older); use --router centroid, loss or keywords")
+        buckets = int(block["buckets"])
+        out = {}
+        for specialty, sparse in block["specialties"].items():
+            vec = np.zeros(buckets, np.float32)
+            ids = np.array([int(i) for i in sparse], dtype=np.int64)
+            if ids.size and (ids.min() < 0 or ids.max() >= buckets):
+                raise IndexError(f"bucket ids outside [0, {buckets})")
+            vec[ids] = list(sparse.values())
+            out[specialty] = vec
+        return out
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+        raise ConfigError(f"{path} has damaged n-gram counts ({type(err).__name__}: {err}); "
+                          f"use --router centroid, loss or keywords") from None
 
 
 def load_centroids(run_root: Path) -> dict[str, np.ndarray]:

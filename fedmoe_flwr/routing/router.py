@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from fedmoe_flwr.config import ConfigError, RouterConfig
+from fedmoe_flwr.routing.ngrams import NgramModel
 
 DEFAULT_KEYWORDS = {
     "python_expert": r"\bpython\b|\bfunction\b|\bdef\b|\bclass\b|\bdataclass\b|\bpytest\b|"
@@ -124,11 +125,14 @@ class Router:
         ``list[str] -> (n, hidden)`` unit embeddings (``centroid`` router).
     prompt_losses : callable, optional
         ``str -> {specialty: loss}`` (``loss`` router).
+    ngram_counts : dict, optional
+        Specialty -> hashed character n-gram counts (``ngrams`` router).
     """
 
     def __init__(self, cfg: RouterConfig, specialties: list[str], *,
                  centroids: dict[str, np.ndarray] | None = None, embed: Any = None,
-                 prompt_losses: Any = None) -> None:
+                 prompt_losses: Any = None,
+                 ngram_counts: dict[str, np.ndarray] | None = None) -> None:
         self.cfg = cfg
         self.specialties = sorted(specialties)
         self.method = cfg.method
@@ -151,6 +155,11 @@ class Router:
             if prompt_losses is None:
                 raise ConfigError("the loss router needs a scoring function")
             self.prompt_losses = prompt_losses
+        elif self.method == "ngrams":
+            missing = sorted(set(self.specialties) - set(ngram_counts or {}))
+            if missing:
+                raise ConfigError(f"no n-gram counts for {missing} in router.json")
+            self.ngram_model = NgramModel({n: ngram_counts[n] for n in self.specialties})
 
     def route_many(self, prompts: list[str]) -> list[Route]:
         """Route a batch, each prompt as a whole and by clauses."""
@@ -206,9 +215,12 @@ class Router:
         return self.route_many([prompt])[0]
 
     def _route_one(self, prompt: str) -> Route:
-        if self.method == "loss":
-            losses = self.prompt_losses(prompt)
-            scores = {n: -losses[n] for n in self.specialties}
+        if self.method in ("loss", "ngrams"):
+            if self.method == "loss":
+                losses = self.prompt_losses(prompt)
+                scores = {n: -losses[n] for n in self.specialties}
+            else:  # mean log-probability per n-gram under each specialty
+                scores = self.ngram_model.scores(prompt)
             return choose(softmax(scores, self.cfg.temperature), scores, self.cfg, self.method)
         scores = {n: float(len(self.rules[n].findall(prompt))) if n in self.rules else 0.0
                   for n in self.specialties}

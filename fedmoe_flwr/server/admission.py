@@ -51,8 +51,8 @@ class Admission:
             self._refuse(node_id, f"{err.reason}: {err.detail}")
             return None
         self.nodes.add(node)
-        if reg.centroid is not None:
-            self._keep_centroid(reg)
+        if reg.centroid is not None or reg.ngrams is not None:
+            self._keep_router_data(reg)
         log.info("node %s registered: %s, %d train / %d eval examples, %s", node_id,
                  node.specialty, node.num_train, node.num_eval, node.device)
         self.federation.run_dir.log_event("register", node=str(node_id),
@@ -92,11 +92,14 @@ class Admission:
         log.warning("node %s refused: %s", node_id, reason)
         self.federation.run_dir.log_event("refused", node=str(node_id), reason=reason)
 
-    def _keep_centroid(self, reg: Registration) -> None:
-        problem = self.centroids.add(reg.node.node_id, reg.node.specialty, reg.centroid,
-                                     reg.centroid_count)
-        if problem:
-            log.warning("node %s: %s; the centroid router will not use it", reg.node.node_id,
-                        problem)
-            return
-        self.federation.run_dir.write_json(ROUTER_FILE, self.centroids.to_json())
+    def _keep_router_data(self, reg: Registration) -> None:
+        book, node = self.centroids, reg.node
+        problems = []
+        if reg.centroid is not None:
+            problems.append(book.add(node.node_id, node.specialty, reg.centroid,
+                                     reg.centroid_count))
+        if reg.ngrams is not None:
+            problems.append(book.add_ngrams(node.node_id, node.specialty, reg.ngrams))
+        for problem in filter(None, problems):
+            log.warning("node %s: %s; the routers will not use it", node.node_id, problem)
+        self.federation.run_dir.write_json(ROUTER_FILE, book.to_json())

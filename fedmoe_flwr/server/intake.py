@@ -80,6 +80,7 @@ class Registration:
     adapter: Weights | None  # its specialty's initial adapter
     centroid: Any  # the "mean" array, or None
     centroid_count: Any
+    ngrams: Any = None  # the "counts" array, or None
 
 
 def parse_registration(content: RecordDict, node_id: int) -> Registration:
@@ -95,13 +96,16 @@ def parse_registration(content: RecordDict, node_id: int) -> Registration:
     centroid = None
     if C.CENTROID in content.array_records:
         centroid = from_array_record(content.array_records[C.CENTROID]).get("mean")
+    ngrams = None
+    if C.NGRAMS in content.array_records:
+        ngrams = from_array_record(content.array_records[C.NGRAMS]).get("counts")
     node = NodeInfo(node_id, specialty, _number(info, C.NUM_TRAIN, 0, MAX_COUNT, integer=True),
                     _number(info, C.NUM_EVAL, 0, MAX_COUNT, integer=True),
                     _text(info, C.DEVICE)[:64], _text(info, C.MODEL_FINGERPRINT)[:256])
     return Registration(
         node, {"r": info.get(C.LORA_R), "alpha": info.get(C.LORA_ALPHA),
          "target_modules": info.get(C.LORA_TARGETS)},
-        adapter, centroid, info.get(C.CENTROID_COUNT, 1))
+        adapter, centroid, info.get(C.CENTROID_COUNT, 1), ngrams)
 
 
 def check_initial_adapter(weights: Weights | None, rank: int, like: Weights | None) -> Weights:

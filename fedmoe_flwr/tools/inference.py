@@ -23,7 +23,7 @@ from fedmoe_flwr.node.adapters import set_adapter_weights
 from fedmoe_flwr.node.data import encode_prompt
 from fedmoe_flwr.node.embedding import prompt_embeddings
 from fedmoe_flwr.node.model import ensure_adapter, load_base
-from fedmoe_flwr.routing.centroids import load_centroids
+from fedmoe_flwr.routing.centroids import load_centroids, load_ngram_counts
 from fedmoe_flwr.routing.router import Route, Router
 from fedmoe_flwr.server.rundir import RunView
 
@@ -81,6 +81,8 @@ class Assistant:
                               self.loaded, prompts, layer=self.cfg.router.embedding_layer))
         if rcfg.method == "loss":
             return Router(rcfg, self.experts, prompt_losses=self.prompt_losses)
+        if rcfg.method == "ngrams":
+            return Router(rcfg, self.experts, ngram_counts=load_ngram_counts(self.run.root))
         return Router(rcfg, self.experts)
 
     @torch.no_grad()
