@@ -220,7 +220,7 @@ class GatewayConfig(Section):
 class RouterConfig(Section):
     """How ``fedmoe ask`` picks experts (and what nodes send for it at registration)."""
 
-    method: str = setting("centroid", "router.method", "centroid | ngrams | loss | keywords",
+    method: str = setting("ngrams", "router.method", "ngrams | centroid | loss | keywords",
                           choices=ROUTER_METHODS)
     top_k: int = setting(2, "router.top-k", "at most this many experts per question",
                          ge=1, le=64)
