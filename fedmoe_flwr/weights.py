@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import math
+import zlib
 from typing import Any
 
 import numpy as np
@@ -99,7 +100,7 @@ def from_array_record(record: Any) -> Weights:
     if PACKED not in record or len(record) != 2:
         raise ValueError(f"a packed record holds exactly {PACKED!r} and {INDEX!r}, got "
                          f"{sorted(record)}")
-    index = json.loads(_vector(record[INDEX]).tobytes().decode("utf-8"))
+    index = read_index(record[INDEX])
     flat = _vector(record[PACKED])
     if flat.ndim != 1 or not isinstance(index, list):
         raise ValueError("packed weights must be one vector with a list as index")
@@ -118,6 +119,24 @@ def from_array_record(record: Any) -> Weights:
     if offset != flat.size:
         raise ValueError(f"packed index covers {offset} of {flat.size} values")
     return out
+
+
+MAX_INDEX_BYTES = 64 * 2**20  # an index of a few thousand keys is kilobytes
+
+
+def read_index(array: Any) -> Any:
+    """The packed index: UTF-8 JSON, or (compressed records) zlib-compressed JSON.
+
+    JSON starts with ``[``, zlib with ``0x78``, so the two cannot be confused.
+    Decompression stops at 64 MiB: a hostile index cannot exhaust memory.
+    """
+    raw = _vector(array).tobytes()
+    if raw[:1] == b"\x78":
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(raw, MAX_INDEX_BYTES)
+        if inflater.unconsumed_tail:
+            raise ValueError(f"packed index inflates beyond {MAX_INDEX_BYTES} bytes")
+    return json.loads(raw.decode("utf-8"))
 
 
 def weights_nbytes(weights: Weights) -> int:

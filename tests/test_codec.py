@@ -73,3 +73,13 @@ def test_malformed_int8_records_are_refused(record, match):
 def test_nan_scale_decodes_to_nan_which_the_server_then_rejects():
     record = _int8_record([1, 2], [np.nan], '[["k", [2]]]')
     assert np.isnan(decode(record)["k"]).all()  # the update's validation says "non-finite"
+
+
+def test_a_compressed_index_that_inflates_without_bound_is_refused():
+    import zlib
+
+    bomb = zlib.compress(b"[" + b" " * (65 * 2**20), 9)  # ~65 KiB that inflate to 65 MiB
+    record = _int8_record([1, 2], [1.0], "[]")
+    record[INDEX] = Array(np.frombuffer(bomb, np.uint8))
+    with pytest.raises(ValueError, match="inflates beyond"):
+        decode(record)
