@@ -257,3 +257,17 @@ def test_serve_picks_up_a_new_checkpoint_without_restart(served):
         model="python_expert", max_tokens=4,
         messages=[{"role": "user", "content": "Write a Python function that adds two numbers"}])
     assert reply.model_extra["fedmoe"]["versions"] == {"python_expert": meta["version"] + 1}
+
+
+def test_score_shows_each_expert_below_the_base_on_natural_prompts(flwr_run):
+    tmp, _, env = flwr_run
+    run = tmp / "out" / "e2e"
+    out = fedmoe("score", run, "data/eval/python.jsonl", "data/eval/sql.jsonl",
+                 "data/eval/docs.jsonl", env=env).stdout
+    header = re.search(r"file\s*┃(.*)┃", out).group(1)
+    cols = [c.strip() for c in header.split("┃")]
+    assert cols[0] == "base" and "gateway" in cols
+    for domain in ("python", "sql", "docs"):
+        cells = re.search(rf"data/eval/{domain}\.jsonl\s*│(.*)│", out).group(1).split("│")
+        losses = {c: float(v.strip().rstrip("*")) for c, v in zip(cols, cells, strict=True)}
+        assert losses[f"{domain}_expert"] < losses["base"], out

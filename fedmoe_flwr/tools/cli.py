@@ -7,6 +7,7 @@
     fedmoe export  [RUN_DIR] --adapter NAME --format peft|npz|merged --out PATH [--force]
     fedmoe ask     [RUN_DIR] "PROMPT" [--router centroid|loss|keywords] [--seed N] ...
     fedmoe route-eval [RUN_DIR] FILE.jsonl ...   # accuracy + confusion matrix per router
+    fedmoe score [RUN_DIR] FILE.jsonl ...        # loss of base, experts, gateway per file
 
 ``RUN_DIR`` defaults to ``outputs/latest`` and may belong to a run that is
 still training: every command reads the last complete checkpoint.  Errors
@@ -146,6 +147,25 @@ def cmd_route_eval(args: argparse.Namespace, console: Console) -> None:
         console.print(table)
 
 
+def cmd_score(args: argparse.Namespace, console: Console) -> None:
+    """Loss of the base model, every expert and the gateway on labelled JSONL files."""
+    from fedmoe_flwr.tools.inference import run_app_config
+    from fedmoe_flwr.tools.scoring import score_files
+
+    run_dir, files = _split_run_dir(args.items, "FILE.jsonl")
+    run = RunView(run_dir)
+    scores = score_files(run, run_app_config(run), [Path(f) for f in files])
+    names = list(next(iter(scores.values())))
+    table = Table(title="loss on every example (answer tokens); lowest per file marked *")
+    table.add_column("file")
+    for name in names:
+        table.add_column(name, justify="right")
+    for path, row in scores.items():
+        best = min(row, key=row.get)
+        table.add_row(path, *[f"{row[n]:.3f}{'*' if n == best else ''}" for n in names])
+    console.print(table)
+
+
 def cmd_stop(run: RunView, console: Console) -> None:
     """Ask the server loop to end the run: it stops dispatching, drains, evaluates, summarises."""
     if run.summary() is not None:
@@ -188,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", default=None,
                    help="require 'Authorization: Bearer KEY' (default: $FEDMOE_API_KEY)")
+    p = sub.add_parser("score", help="loss of base, experts and gateway on JSONL files")
+    p.add_argument("items", nargs="+", metavar="[RUN_DIR] FILE.jsonl")
     p = sub.add_parser("route-eval", help="routing accuracy on labelled prompts")
     p.add_argument("items", nargs="+", metavar="[RUN_DIR] FILE.jsonl")
     _router_args(p, every=True)
@@ -255,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd_ask(args, console)
         elif args.command == "route-eval":
             cmd_route_eval(args, console)
+        elif args.command == "score":
+            cmd_score(args, console)
     except (RunDirError, ConfigError) as err:
         print(f"fedmoe: error: {err}", file=sys.stderr)
         return 2

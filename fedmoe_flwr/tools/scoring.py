@@ -11,6 +11,7 @@ a node would report.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fedmoe_flwr.config import AppConfig
 from fedmoe_flwr.node.adapters import set_adapter_weights
@@ -60,3 +61,38 @@ class DomainScorer:
         self.loaded.peft_model.set_adapter(SCRATCH)
         return evaluate_loss(self.loaded.peft_model, rows,
                              pad_id=self.loaded.tokenizer.pad_token_id, device=self.loaded.device)
+
+
+def score_files(run: Any, cfg: AppConfig, files: list[Path]) -> dict[str, dict[str, float]]:
+    """Loss on every example of each JSONL file: base model, every expert, the gateway.
+
+    What ``fedmoe score`` prints (for example on the natural prompts of
+    ``data/eval/``).  Every line counts (no held-out split: these files are not
+    training data); answer tokens only, with the nodes' tokenisation, exactly as
+    a node's evaluation.
+    """
+    from datasets import Dataset
+
+    from fedmoe_flwr.node.data import read_jsonl, tokenize
+    from fedmoe_flwr.server.artifacts import load_adapter_weights
+
+    loaded = load_base(cfg.model)
+    model, tok = loaded.peft_model, loaded.tokenizer
+    adapters = [*run.experts(), *([run.adapter("gateway")] if "gateway" in run.names() else [])]
+    out: dict[str, dict[str, float]] = {}
+    for path in files:
+        rows, _ = read_jsonl(path)
+        data = list(tokenize(Dataset.from_list(rows), tok, cfg.train.max_seq_len))
+        with model.disable_adapter():
+            row = {"base": evaluate_loss(model, data, pad_id=tok.pad_token_id,
+                                         device=loaded.device)}
+        for info in adapters:
+            rank, alpha = int(info.config["r"]), int(info.config["lora_alpha"])
+            slot = f"{SCRATCH}_r{rank}_a{alpha}"
+            ensure_adapter(loaded, slot, cfg.model, rank, alpha)
+            set_adapter_weights(model, slot, load_adapter_weights(info.path))
+            model.set_adapter(slot)
+            row[info.name] = evaluate_loss(model, data, pad_id=tok.pad_token_id,
+                                           device=loaded.device)
+        out[str(path)] = row
+    return out
