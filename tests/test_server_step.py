@@ -1,5 +1,7 @@
 """The per-update server path: codec, finiteness, norm bound, background writes, gateway."""
 
+import platform
+import sys
 import threading
 
 import numpy as np
@@ -142,3 +144,11 @@ def test_a_run_ends_with_a_gateway_of_the_final_experts(tmp_path):
     assert summary["gateway"]["expert_versions"] == gw.expert_versions
     assert loop.federation.backlog() == 0
     assert not [t for t in threading.enumerate() if t.name.startswith("fedmoe-")]  # closed
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="mallopt is glibc's")
+def test_allocator_settings_apply_on_linux_glibc():
+    from fedmoe_flwr.server.memory import keep_freed_memory
+
+    assert keep_freed_memory()
