@@ -29,6 +29,10 @@ sys.path.insert(0, str(ROOT))
 from fedmoe_flwr.privacy import noise_for_epsilon  # noqa: E402
 
 
+def _merged(summary: dict) -> str:
+    return f"{summary['updates']} ({sum(summary['rejected'].values())})"
+
+
 def main() -> None:
     """Calibrate the clip, run at two epsilons, then the table."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -36,36 +40,43 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--epsilons", type=float, nargs="+", default=[8.0, 1.0])
+    ap.add_argument("--duration", type=float, default=300.0, help="seconds per run, at most")
     ap.add_argument("--work", type=Path, default=ROOT / ".fedmoe" / "bench-privacy")
     args = ap.parse_args()
-    base = {"run.max-updates": args.updates, "run.duration": 3600.0,
+    # A bounded duration: under strong local DP training can diverge (NaN losses are
+    # rejected), so max-updates alone might never be reached.
+    base = {"run.max-updates": args.updates, "run.duration": float(args.duration),
             "train.max-steps": args.steps, "train.sync-interval": 600.0, "run.seed": args.seed,
             "strategy.max-update-norm": 0.0}  # noised updates are large by design
     rows = []
     run = run_federation(args.work, "no-dp", {**base, "privacy.clip": 1e6})
     summary = json.loads((run / "summary.json").read_text())
     clip = statistics.median(e["delta-norm"] for e in update_events(run))
-    rows.append(("no DP (not clipped)", "-", "-", "inf", own_domain_losses(summary)))
-    per_node = math.ceil(args.updates / 3)
+    rows.append(("no DP (not clipped)", "-", "-", "inf", own_domain_losses(summary),
+                 _merged(summary)))
+    per_node = math.ceil(args.updates / 4)  # four nodes; python's two share its updates
     for eps in args.epsilons:
         z = noise_for_epsilon(eps, per_node, 1e-5)
         run = run_federation(args.work, f"eps-{eps:g}", {
-            **base, "privacy.clip": clip, "privacy.noise-multiplier": z})
+            **base, "privacy.clip": clip, "privacy.noise-multiplier": z,
+            "privacy.max-epsilon": eps})  # a node stops once its next update would exceed it
         summary = json.loads((run / "summary.json").read_text())
         reported = max(summary["privacy"]["experts"].values())
         rows.append((f"epsilon ~ {eps:g}", f"{clip:.4f}", f"{z:.2f}", f"{reported:.2f}",
-                     own_domain_losses(summary)))
+                     own_domain_losses(summary), _merged(summary)))
         print(rows[-1], flush=True)
     lines = ["| run | clip C | noise multiplier z | epsilon reported (max over nodes) | "
-             + " | ".join(f"{s} loss" for s in SPECIALTIES) + " |",
-             "|---|---:|---:|---:|" + "---:|" * len(SPECIALTIES)]
-    for name, c, z, eps, losses in rows:
-        lines.append(f"| {name} | {c} | {z} | {eps} | "
+             "updates merged (rejected) | " + " | ".join(f"{s} loss" for s in SPECIALTIES)
+             + " |", "|---|---:|---:|---:|---:|" + "---:|" * len(SPECIALTIES)]
+    for name, c, z, eps, losses, merged in rows:
+        lines.append(f"| {name} | {c} | {z} | {eps} | {merged} | "
                      + " | ".join(f"{losses[s]:.3f}" for s in SPECIALTIES) + " |")
-    lines += ["", f"{args.updates} merged updates of {args.steps} steps per run (about "
-                  f"{per_node} per node), seed {args.seed}, delta 1e-5; C is the median delta "
-                  f"norm of the no-DP run; losses are each expert's final held-out loss on its "
-                  f"own domain."]
+    lines += ["", f"At most {args.updates} merged updates of {args.steps} steps and "
+                  f"{args.duration:.0f} s per run; the noise is calibrated for {per_node} updates "
+                  f"per node at delta 1e-5 and privacy.max-epsilon stops a node at the target; "
+                  f"seed {args.seed}; C is the median delta norm of the no-DP run; losses are "
+                  f"each expert's final held-out loss on its own domain; rejected updates are "
+                  f"training that diverged under the noise (NaN loss)."]
     (ROOT / "bench" / "results" / "privacy.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
