@@ -21,7 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
-from federation_runs import ROOT, SPECIALTIES, own_domain_losses, run_federation
+from federation_runs import ROOT, SPECIALTIES, own_domain_losses, publish, run_federation
 
 RUNS = (("none", "none"), ("none, again", "none"), ("fp16", "fp16"), ("int8", "int8"))
 
@@ -58,8 +58,7 @@ def main() -> None:
     lines += ["", f"{args.updates} merged updates of {args.steps} steps each per run, seed "
                   f"{args.seed}; losses are each expert's final held-out loss on its own domain "
                   f"(the nodes' evaluation)."]
-    (ROOT / "bench" / "results" / "compression.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    publish("compression", lines)
 
 
 if __name__ == "__main__":

@@ -40,3 +40,9 @@ def update_events(run_dir: Path) -> list[dict[str, Any]]:
     """The run's ``update`` events."""
     events = (json.loads(line) for line in (run_dir / "metrics.jsonl").open())
     return [e for e in events if e["event"] == "update"]
+
+
+def publish(name: str, lines: list[str]) -> None:
+    """Write ``bench/results/<name>.md`` and print it."""
+    (ROOT / "bench" / "results" / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))

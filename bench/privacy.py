@@ -23,7 +23,14 @@ import statistics
 import sys
 from pathlib import Path
 
-from federation_runs import ROOT, SPECIALTIES, own_domain_losses, run_federation, update_events
+from federation_runs import (
+    ROOT,
+    SPECIALTIES,
+    own_domain_losses,
+    publish,
+    run_federation,
+    update_events,
+)
 
 sys.path.insert(0, str(ROOT))
 from fedmoe_flwr.privacy import noise_for_epsilon  # noqa: E402
@@ -77,8 +84,7 @@ def main() -> None:
                   f"seed {args.seed}; C is the median delta norm of the no-DP run; losses are "
                   f"each expert's final held-out loss on its own domain; rejected updates are "
                   f"training that diverged under the noise (NaN loss)."]
-    (ROOT / "bench" / "results" / "privacy.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    publish("privacy", lines)
 
 
 if __name__ == "__main__":
