@@ -23,6 +23,7 @@ amplification is claimed (every update uses the node's data).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -69,6 +70,7 @@ def gdp_delta(epsilon: float, mu: float) -> float:
     return math.exp(log_phi(a)) - math.exp(epsilon + log_phi(b))
 
 
+@functools.lru_cache(maxsize=4096)  # the server asks again for every dispatch decision
 def epsilon_spent(updates: int, noise_multiplier: float, delta: float) -> float:
     """Epsilon at ``delta`` after ``updates`` releases with noise ``noise_multiplier`` (exact).
 

@@ -33,8 +33,11 @@ class Evaluator:
     def push(self, grid: Grid, nodes: Iterable[NodeInfo], tag: str) -> set[str]:
         """Ask one node per domain for the held-out loss of every adapter."""
         fed = self.federation
-        records: dict[str, Any] = {f"{C.EVAL_PREFIX}{name}": to_array_record(w)
-                                   for name, w in fed.adapters().items()}
+        # experts' records are the ones their train messages use (encoded once per version)
+        records: dict[str, Any] = {
+            f"{C.EVAL_PREFIX}{name}": (fed.experts[name].record()[0] if name in fed.experts
+                                       else to_array_record(w))
+            for name, w in fed.adapters().items()}
         shapes: dict[str, Any] = {}
         if fed.gateway is not None:
             shapes = {C.EVAL_RANK_PREFIX + C.GATEWAY: fed.gateway.rank,
