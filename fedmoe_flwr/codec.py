@@ -37,6 +37,7 @@ from .weights import (
     _npy_header,
     _vector,
     from_array_record,
+    index_entries,
     read_index,
 )
 from .weights import to_array_record as _float32_record
@@ -97,7 +98,7 @@ def decode(record: Any) -> Weights:
     index = read_index(record[INDEX])
     out: Weights = {}
     offset = s_offset = 0
-    for key, shape in _entries(index):
+    for key, shape in index_entries(index):
         size, n_scales = math.prod(shape), _channels(shape)
         if offset + size > codes.size or s_offset + n_scales > scales.size:
             raise ValueError("int8 record index needs more values than were sent")
@@ -108,21 +109,6 @@ def decode(record: Any) -> Weights:
     if offset != codes.size or s_offset != scales.size:
         raise ValueError(f"int8 record index covers {offset} of {codes.size} values and "
                          f"{s_offset} of {scales.size} scales")
-    return out
-
-
-def _entries(index: Any) -> list[tuple[str, list[int]]]:
-    if not isinstance(index, list):
-        raise ValueError("packed index must be a list")
-    seen: set[str] = set()
-    out = []
-    for entry in index:
-        if (not isinstance(entry, list) or len(entry) != 2 or not isinstance(entry[0], str)
-                or entry[0] in seen or not isinstance(entry[1], list)
-                or not all(isinstance(d, int) and 0 <= d < 2**31 for d in entry[1])):
-            raise ValueError(f"bad packed index entry {str(entry)[:80]}")
-        seen.add(entry[0])
-        out.append((entry[0], entry[1]))
     return out
 
 

@@ -102,15 +102,11 @@ def from_array_record(record: Any) -> Weights:
                          f"{sorted(record)}")
     index = read_index(record[INDEX])
     flat = _vector(record[PACKED])
-    if flat.ndim != 1 or not isinstance(index, list):
-        raise ValueError("packed weights must be one vector with a list as index")
+    if flat.ndim != 1:
+        raise ValueError("packed weights must be one vector")
     out: Weights = {}
     offset = 0
-    for entry in index:
-        key, shape = entry
-        if not isinstance(key, str) or key in out or not all(
-                isinstance(d, int) and 0 <= d < 2**31 for d in shape):
-            raise ValueError(f"bad packed index entry {str(entry)[:80]}")
+    for key, shape in index_entries(index):
         size = math.prod(shape)
         if offset + size > flat.size:
             raise ValueError(f"packed index needs more than the {flat.size} values sent")
@@ -137,6 +133,22 @@ def read_index(array: Any) -> Any:
         if inflater.unconsumed_tail:
             raise ValueError(f"packed index inflates beyond {MAX_INDEX_BYTES} bytes")
     return json.loads(raw.decode("utf-8"))
+
+
+def index_entries(index: Any) -> list[tuple[str, list[int]]]:
+    """The ``[key, shape]`` entries of a packed index, each checked (``ValueError`` if not)."""
+    if not isinstance(index, list):
+        raise ValueError("packed index must be a list")
+    seen: set[str] = set()
+    out = []
+    for entry in index:
+        if (not isinstance(entry, list) or len(entry) != 2 or not isinstance(entry[0], str)
+                or entry[0] in seen or not isinstance(entry[1], list)
+                or not all(isinstance(d, int) and 0 <= d < 2**31 for d in entry[1])):
+            raise ValueError(f"bad packed index entry {str(entry)[:80]}")
+        seen.add(entry[0])
+        out.append((entry[0], entry[1]))
+    return out
 
 
 def weights_nbytes(weights: Weights) -> int:
