@@ -11,7 +11,9 @@ committed files are reproducible byte for byte::
 
 Variety matters more than volume: each domain mixes many task shapes, entity
 names, schemas and phrasings, so an expert has to learn the domain rather than
-one template.
+one template.  Half of each main domain's examples are everyday requests from
+``everyday.py`` (how people actually ask: "how do i ...", error messages,
+library names, concept questions), half are the templated specifications below.
 """
 
 from __future__ import annotations
@@ -23,9 +25,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from everyday import BANKS, everyday  # noqa: E402  (a sibling file, also run as a script)
+
 HERE = Path(__file__).resolve().parent
 SEED = 20261123
-N_PER_DOMAIN = 1200
+N_PER_DOMAIN = 1600
+EVERYDAY_SHARE = 0.5  # of the main domains' examples: everyday requests (everyday.py)
 
 # Entities with their fields: (name, [(field, sql type, python type)]).
 ENTITIES: list[tuple[str, list[tuple[str, str, str]]]] = [
@@ -855,7 +861,10 @@ def generate(domain: str, n: int = N_PER_DOMAIN, seed: int = SEED) -> list[dict[
         attempts += 1
         if attempts > n * 200:
             raise RuntimeError(f"{domain}: only {len(out)} unique examples after {attempts} draws")
-        prompt, code = rng.choice(tasks)(rng)
+        if domain in BANKS and rng.random() < EVERYDAY_SHARE:
+            prompt, code = everyday(domain, rng)
+        else:
+            prompt, code = rng.choice(tasks)(rng)
         if prompt in seen:
             continue
         seen.add(prompt)
