@@ -13,7 +13,15 @@ import time
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.clientapp import ClientApp
 
 from fedmoe_flwr import contract as C
@@ -105,6 +113,8 @@ def train(msg: Message, context: Context) -> Message:
     """Load the expert's newest weights, train for the time budget, send them back."""
     process_s = _process_seconds()
     cfg, node, loaded, setup_s = _setup(context)
+    if C.FLOWER_ARRAYS in msg.content.array_records:  # Flower's FedAvg (strategy flower-fedavg)
+        return _train_global(msg, context.node_id, cfg, node, loaded)
     instr = msg.content[C.CONFIG]
     if instr[C.SPECIALTY] != node.specialty:
         raise ConfigError(f"server asked for {instr[C.SPECIALTY]!r}, this node trains "
@@ -129,6 +139,34 @@ def train(msg: Message, context: Context) -> Message:
     name, record = _update_record(cfg, context.node_id, node.specialty, received,
                                   get_adapter_weights(loaded.peft_model, node.specialty), metrics)
     return Message(RecordDict({name: record, C.METRICS: metrics}), reply_to=msg)
+
+
+def _train_global(msg: Message, node_id: int, cfg: AppConfig, node: NodeSettings,
+                  loaded: LoadedModel) -> Message:
+    """One round of the peer baseline: train the one global adapter on this node's data.
+
+    Same training as an expert's (budget, steps, learning rate, speed), but the
+    weights come and go in Flower's own layout for its unmodified FedAvg.
+    """
+    instr = msg.content[C.CONFIG]
+    ensure_adapter(loaded, C.GLOBAL, cfg.model)
+    set_adapter_weights(loaded.peft_model, C.GLOBAL, from_array_record(
+        msg.content[C.FLOWER_ARRAYS]))
+    _, train_rows, _ = node_data(node, cfg, loaded.tokenizer, loaded.fingerprint)
+    seed = hash((int(instr[C.SEED]), int(instr["server-round"]), node_id)) % 2**31
+    result = train_for_budget(
+        loaded.peft_model, train_rows, pad_id=loaded.tokenizer.pad_token_id,
+        device=loaded.device, batch_size=cfg.train.batch_size,
+        learning_rate=float(instr[C.LEARNING_RATE]), time_budget=float(instr[C.TIME_BUDGET]),
+        max_steps=int(instr[C.MAX_STEPS]), seed=seed, speed_factor=node.speed_factor,
+        prompt_weight=cfg.train.prompt_loss_weight)
+    trained = get_adapter_weights(loaded.peft_model, C.GLOBAL)
+    loaded.peft_model.set_adapter(node.specialty)
+    return Message(RecordDict({
+        C.FLOWER_ARRAYS: ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in
+                                      sorted(trained.items())}),
+        C.METRICS: MetricRecord({C.NUM_EXAMPLES: result.examples, C.TRAIN_LOSS: result.loss}),
+    }), reply_to=msg)
 
 
 def _update_record(cfg: AppConfig, node_id: int, specialty: str, received: Weights,

@@ -17,8 +17,9 @@ from fedmoe_flwr.logs import setup_logging
 from fedmoe_flwr.server.artifacts import RunDirectory
 from fedmoe_flwr.server.loop import FederationLoop
 from fedmoe_flwr.server.memory import keep_freed_memory
+from fedmoe_flwr.server.peer import run_flower_fedavg
 from fedmoe_flwr.server.resume import load_resume_state
-from strategies import strategy_class
+from strategies import PEER_BASELINES, check_strategy_name, strategy_class
 
 app = ServerApp()
 log = logging.getLogger("fedmoe")
@@ -30,7 +31,7 @@ def main(grid: Grid, context: Context) -> None:
     setup_logging()
     keep_freed_memory()  # merges at memory speed (fedmoe_flwr/server/memory.py)
     cfg = parse_run_config(context.run_config)
-    strategy_cls = strategy_class(cfg.strategy.name)  # fail on a bad name before any write
+    check_strategy_name(cfg.strategy.name)  # fail on a bad name before any write
     resume = (load_resume_state(cfg.run.resume_from, cfg.model, cfg.run.specialties,
                                 cfg.run.allow_new_specialties)
               if cfg.run.resume_from else None)
@@ -38,9 +39,13 @@ def main(grid: Grid, context: Context) -> None:
     run_dir = RunDirectory(cfg.run.output_dir, run_name, cfg.model, cfg.run.keep_versions)
     log.info("run directory: %s", run_dir.root)
     run_dir.write_json("run_config.json", dict(context.run_config))  # what this run was
-    strategy = strategy_cls(cfg.strategy, log_event=run_dir.log_event)
     try:
-        FederationLoop(cfg=cfg, run_dir=run_dir, strategy=strategy, resume=resume).run(grid)
+        if cfg.strategy.name in PEER_BASELINES:  # Flower's own FedAvg, one global adapter
+            run_flower_fedavg(grid, cfg, run_dir)
+        else:
+            strategy = strategy_class(cfg.strategy.name)(cfg.strategy,
+                                                         log_event=run_dir.log_event)
+            FederationLoop(cfg=cfg, run_dir=run_dir, strategy=strategy, resume=resume).run(grid)
     finally:
         run_dir.close()
     log.info("results: %s (experts/, gateway/, summary.json, metrics.jsonl)", run_dir.root)

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fedmoe_flwr.config import parse_run_config  # noqa: E402
+from fedmoe_flwr.contract import GLOBAL  # noqa: E402
 from fedmoe_flwr.logs import setup_logging  # noqa: E402
 from fedmoe_flwr.server.artifacts import load_adapter_weights  # noqa: E402
 from fedmoe_flwr.tools.scoring import DomainScorer  # noqa: E402
@@ -60,6 +61,33 @@ SCENARIOS = {
                   "1,1,1,4,4,4", 2),
 }
 STRATEGIES = ("fedavg", "fedasync", "fedbuff")
+# Named variants: label -> (strategy.name, extra run config).  Any other entry of
+# --strategies is NAME[+key=value...], e.g. "fedasync+strategy.alpha=0.9".
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "fedasync-delta": ("fedasync", {"strategy.stale-rule": "delta"}),
+}
+
+
+def parse_variant(entry: str) -> tuple[str, dict]:
+    """``(strategy.name, extra run config)`` of one ``--strategies`` entry."""
+    if entry in VARIANTS:
+        return VARIANTS[entry]
+    name, *pairs = entry.split("+")
+    extra = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--strategies entry {entry!r}: {pair!r} is not key=value")
+        try:
+            extra[key] = float(value) if "." in value or "e" in value else int(value)
+        except ValueError:
+            extra[key] = value
+    return name, extra
+
+
+def label_dir(label: str) -> str:
+    """A run name for a variant label (run names allow letters, digits, - and _)."""
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in label)
 
 
 @dataclass
@@ -77,13 +105,15 @@ class Result:
 
 def run_config(scenario: Scenario, strategy: str, args: argparse.Namespace) -> str:
     """The single ``--run-config`` string of one federation (flwr keeps only the last)."""
+    name, extra = parse_variant(strategy)
     values = {
-        "strategy.name": strategy, "strategy.buffer-size": scenario.buffer_size,
+        "strategy.name": name, "strategy.buffer-size": scenario.buffer_size,
         "strategy.server-lr": 1.0, "strategy.sync-scope": "global",
         "train.max-steps": args.steps, "train.sync-interval": 600.0,
         "sim.speed-factors": scenario.speed_factors, "run.duration": float(args.budget),
         "run.drain-timeout": 0.0, "run.keep-versions": 0, "run.seed": args.seed,
-        "run.output-dir": str(args.work.resolve()), "run.name": f"{scenario.key}-{strategy}",
+        "run.output-dir": str(args.work.resolve()),
+        "run.name": f"{scenario.key}-{label_dir(strategy)}", **extra,
     }
     return " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
                     for k, v in values.items())
@@ -91,8 +121,8 @@ def run_config(scenario: Scenario, strategy: str, args: argparse.Namespace) -> s
 
 def run_federation(scenario: Scenario, strategy: str, args: argparse.Namespace) -> Path:
     """Run one federation through the README's run script; return its run directory."""
-    run_dir = args.work / f"{scenario.key}-{strategy}"
-    log_path = args.work / f"{scenario.key}-{strategy}.log"
+    run_dir = args.work / f"{scenario.key}-{label_dir(strategy)}"
+    log_path = args.work / f"{scenario.key}-{label_dir(strategy)}.log"
     args.work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "NUM_SUPERNODES": str(scenario.num_nodes)}
     with log_path.open("w") as log:
@@ -109,6 +139,8 @@ def run_federation(scenario: Scenario, strategy: str, args: argparse.Namespace) 
 def version_times(run_dir: Path) -> dict[str, dict[int, float]]:
     """Specialty -> version -> seconds after training started, from ``metrics.jsonl``."""
     times: dict[str, dict[int, float]] = {s: {0: 0.0} for s in SPECIALTIES}
+    if json.loads((run_dir / "summary.json").read_text()).get("strategy") == "flower-fedavg":
+        times = {GLOBAL: {0: 0.0}}
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         event = json.loads(line)
         if event["event"] == "version":
@@ -117,16 +149,29 @@ def version_times(run_dir: Path) -> dict[str, dict[int, float]]:
 
 
 def score_run(run_dir: Path, scorer: DomainScorer, budget: float) -> dict[str, list]:
-    """Held-out loss of every checkpointed version within the budget, per specialty."""
+    """Held-out loss of every checkpointed version within the budget, per specialty.
+
+    A peer run (Flower's FedAvg, one global adapter) is scored on every domain
+    with its one adapter's versions.  The server's checkpoint worker writes only
+    the newest version of an expert when several queue up, so a version that
+    was superseded within milliseconds may have no directory: it is skipped
+    (its successor, a moment later, is scored).
+    """
+    if not (run_dir / "metrics.jsonl").exists():
+        raise SystemExit(f"{run_dir} has no metrics.jsonl: not a run directory")
+    times = version_times(run_dir)
+    peer = GLOBAL in times
     curves = {}
-    for specialty, versions in version_times(run_dir).items():
+    for specialty in SPECIALTIES:
+        name = GLOBAL if peer else specialty
         points = []
-        for version, seconds in sorted(versions.items()):
+        for version, seconds in sorted(times[name].items()):
             if seconds > budget:
                 continue
-            path = run_dir / "experts" / ".versions" / f"{specialty}-v{version:06d}"
-            if not path.exists():
-                raise SystemExit(f"{path} missing: was run.keep-versions = 0?")
+            path = (run_dir / ".versions" if peer else run_dir / "experts" / ".versions") / \
+                f"{name}-v{version:06d}"
+            if not path.exists():  # superseded while its checkpoint was queued (coalesced)
+                continue
             points.append((seconds, scorer.loss(load_adapter_weights(path), specialty)))
         curves[specialty] = points
     return curves
@@ -237,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{time.perf_counter() - t0:6.0f}s] scenario ({scenario.key}) {strategy}: "
                   f"{scenario.num_nodes} nodes, speeds {scenario.speed_factors}", flush=True)
             run_dirs[scenario.key, strategy] = (
-                args.work / f"{scenario.key}-{strategy}" if args.rescore
+                args.work / f"{scenario.key}-{label_dir(strategy)}" if args.rescore
                 else run_federation(scenario, strategy, args))
     print(f"[{time.perf_counter() - t0:6.0f}s] scoring every version", flush=True)
     setup_logging()  # no progress bars

@@ -27,6 +27,7 @@ from .merge.staleness import STALENESS_FUNCTIONS
 QWEN_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ON_ERROR = ("fail", "skip")
 SYNC_SCOPES = ("global", "specialty")
+STALE_RULES = ("mix", "delta")  # FedAsync: how a stale update enters (strategies/fedasync.py)
 ROUTER_METHODS = ("centroid", "ngrams", "loss", "keywords")
 ROUTER_COMBINE = ("mix", "stitch")
 QUANTIZATION_BITS = (0, 4, 8)
@@ -34,7 +35,7 @@ MODEL_SOURCES = ("auto", "huggingface", "modelscope", "local")
 
 # Names that become directory names (run.name, specialties): no path parts, no hidden files.
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
-RESERVED_NAMES = ("latest", "gateway")
+RESERVED_NAMES = ("latest", "gateway", "global")
 DAY = 86_400.0
 
 
@@ -176,6 +177,9 @@ class StrategyConfig(Section):
     fresh_alpha: float = setting(1.0, "strategy.fresh-alpha", "FedAsync mixing rate of a fresh "
                                  "update (tau = 0: nobody else contributed since its base)",
                                  gt=0, le=1)
+    stale_rule: str = setting("mix", "strategy.stale-rule", "fedasync: how a stale update "
+                              "enters: mix (w <- (1-a) w + a w_client, the paper) or delta "
+                              "(w <- w + a (w_client - w_base))", choices=STALE_RULES)
     staleness: str = setting("polynomial", "strategy.staleness", "s(tau)",
                              choices=STALENESS_FUNCTIONS)
     staleness_a: float = setting(0.5, "strategy.staleness-a", "polynomial exponent / hinge "

@@ -68,4 +68,10 @@ TRAIN_METRIC_KEYS = (NUM_EXAMPLES, TRAIN_LOSS, STEPS, TOKENS, TRAIN_SECONDS, LOA
                      BASE_VERSION)
 
 GATEWAY = "gateway"  # adapter name of the gateway in evaluate messages and artifacts
+# strategy.name = "flower-fedavg" (fedmoe_flwr/server/peer.py): Flower's FedAvg trains one
+# adapter, named GLOBAL on the nodes and in the run directory, in Flower's message layout:
+# ArrayRecord FLOWER_ARRAYS (one Array per key) + ConfigRecord CONFIG, replied to with
+# FLOWER_ARRAYS + MetricRecord METRICS (NUM_EXAMPLES, TRAIN_LOSS).
+GLOBAL = "global"
+FLOWER_ARRAYS = "arrays"
 ROUTER_FILE = "router.json"  # run-directory file with the per-specialty centroids

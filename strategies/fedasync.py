@@ -18,13 +18,19 @@ per specialty, FedAsync's ``alpha < 1`` would otherwise throw away part of
 every update the lone node makes (``w + alpha * delta``), which is what kept
 a lone slow node from ever reaching FedAvg's target in the async-vs-sync
 benchmark.  Set it equal to ``strategy.alpha`` for the paper's rule.
+
+Stale updates (``tau > 0``) enter by ``strategy.stale-rule``: ``mix`` is the
+paper's rule above; ``delta`` adds only what the node learned,
+``w <- w + a_t (w_client - w_base)``, so a slow node's old base does not pull
+the expert back by ``a_t`` towards where it was ``tau`` versions ago (see
+:func:`fedmoe_flwr.merge.rules.fedasync_delta`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fedmoe_flwr.merge.rules import fedasync_mix
+from fedmoe_flwr.merge.rules import fedasync_delta, fedasync_mix
 from fedmoe_flwr.merge.staleness import StalenessFn, make_staleness
 from fedmoe_flwr.weights import Weights
 
@@ -43,9 +49,12 @@ class FedAsync(Strategy):
             cfg.staleness, a=cfg.staleness_a, b=cfg.staleness_b, decay=cfg.staleness_decay)
 
     def on_update(self, update: Update, current: Weights, now: float) -> Outcome:
-        """Mix the update into the expert: ``fresh_alpha`` at tau 0, else ``alpha * s(tau)``."""
+        """Merge the update: ``fresh_alpha`` at tau 0, else ``alpha * s(tau)`` by the stale rule."""
         if update.staleness == 0:
             mixing = self.cfg.fresh_alpha
         else:
             mixing = self.cfg.alpha * self.staleness_fn(update.staleness)
+            if self.cfg.stale_rule == "delta":
+                return Outcome(fedasync_delta(current, update.weights, update.base, mixing),
+                               mixing)
         return Outcome(fedasync_mix(current, update.weights, mixing), mixing)

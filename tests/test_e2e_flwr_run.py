@@ -99,22 +99,30 @@ def test_centroid_routing_accuracy_on_the_eval_splits(flwr_run):
                   "--router", "centroid", env=env)
     row = re.search(r"centroid\s*│.*│\s*([\d.]+)%\s*│\s*\d+\s*│", proc.stdout)
     assert row, proc.stdout
-    assert float(row.group(1)) >= 95.0, proc.stdout
+    # Mean embeddings of the random-init tiny model: 99% while every prompt was a template,
+    # 75.3% since half of them are everyday requests in shared phrasings (data/everyday.py).
+    # The centroids do not depend on training, so the figure is exact for this data.
+    assert float(row.group(1)) >= 70.0, proc.stdout
 
 
 
 def test_ngrams_routing_holds_up_on_hand_written_prompts(flwr_run):
     # The default router, from the n-gram counts the nodes sent: the held-out splits, and the
-    # natural prompts of data/eval/ that no template of data/generate.py wrote (measured 100%
-    # and 76.6%; the counts do not depend on training, so the figures are exact).
+    # natural prompts of data/eval/ (and data/eval/second/, written after the training data's
+    # everyday bank) that no template of data/generate.py wrote: measured 98.6%, 92.9% and
+    # 93.3%; the counts do not depend on training, so the figures are exact for this data.
     tmp, _, env = flwr_run
     run = tmp / "out" / "e2e"
-    for files, least in ((["data/python.jsonl", "data/sql.jsonl", "data/docs.jsonl"], 99.0),
-                         (["data/eval/python.jsonl", "data/eval/sql.jsonl",
-                           "data/eval/docs.jsonl"], 75.0)):
+    natural = [f"data/eval/{d}.jsonl" for d in ("python", "sql", "docs")]
+    for files, least, each in (
+            (["data/python.jsonl", "data/sql.jsonl", "data/docs.jsonl"], 98.0, 95.0),
+            (natural, 90.0, 80.0),
+            ([f.replace("eval/", "eval/second/") for f in natural], 90.0, 80.0)):
         proc = fedmoe("route-eval", run, *files, "--router", "ngrams", env=env)
-        row = re.search(r"ngrams\s*│.*│\s*([\d.]+)%\s*│\s*\d+\s*│", proc.stdout)
-        assert row and float(row.group(1)) >= least, proc.stdout
+        row = re.search(r"ngrams\s*│(.*)│\s*([\d.]+)%\s*│\s*\d+\s*│", proc.stdout)
+        assert row and float(row.group(2)) >= least, proc.stdout
+        per_domain = [float(c.strip().rstrip("%")) for c in row.group(1).split("│")]
+        assert len(per_domain) == 3 and min(per_domain) >= each, proc.stdout
 
 
 def test_ask_is_deterministic_and_routes_multi_domain_prompts_to_both(flwr_run):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fedmoe_flwr.merge.gateway import build_gateway, gateway_coefficients
-from fedmoe_flwr.merge.rules import fedasync_mix, weighted_average
+from fedmoe_flwr.merge.rules import fedasync_delta, fedasync_mix, weighted_average
 from fedmoe_flwr.merge.staleness import make_staleness
 
 
@@ -39,6 +39,21 @@ def test_fedasync_mix_hand_computed():
     np.testing.assert_allclose(out["w"], [1.5, 3.0])
     assert out["w"].dtype == np.float32
     np.testing.assert_array_equal(current["w"], [1.0, 2.0])  # inputs untouched
+
+
+def test_fedasync_delta_adds_only_what_the_node_learned():
+    current = {"w": np.array([5.0, 2.0], dtype=np.float32)}  # others moved it on from the base
+    base = {"w": np.array([1.0, 2.0], dtype=np.float32)}  # what the slow node trained from
+    client = {"w": np.array([3.0, 6.0], dtype=np.float32)}  # its delta: [2, 4]
+    # a = 0.25: [5, 2] + 0.25 * [2, 4] = [5.5, 3.0]; mixing would give [4.5, 3.0] (pulled back)
+    np.testing.assert_allclose(fedasync_delta(current, client, base, 0.25)["w"], [5.5, 3.0])
+    np.testing.assert_allclose(fedasync_mix(current, client, 0.25)["w"], [4.5, 3.0])
+    # tau = 0 (base is the current expert): both rules agree.
+    np.testing.assert_allclose(fedasync_delta(base, client, base, 0.25)["w"],
+                               fedasync_mix(base, client, 0.25)["w"])
+    np.testing.assert_array_equal(current["w"], [5.0, 2.0])  # inputs untouched
+    with pytest.raises(ValueError, match="mixing"):
+        fedasync_delta(current, client, base, 1.5)
 
 
 def test_fedasync_staleness_scaled_mixing():

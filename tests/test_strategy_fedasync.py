@@ -44,6 +44,23 @@ def test_a_fresh_update_counts_fully_and_a_stale_one_is_damped(tmp_path):
         assert e["mixing"] == pytest.approx(want)
 
 
+def test_the_delta_rule_adds_each_nodes_delta_scaled_by_its_mixing(tmp_path):
+    # Scripted nodes add 1 to every weight of their base, so with the delta rule every
+    # merge adds exactly its mixing weight: w_final = sum of the mixings (1 when fresh,
+    # 0.6 (tau + 1) ** -0.5 when stale), however stale the base was.
+    strategy, _, events = run(tmp_path, {1: make_node("python_expert", delay=1),
+                                         2: make_node("python_expert", delay=3)},
+                              **{"run.max-updates": 10, "run.specialties": "python_expert",
+                                 "strategy.stale-rule": "delta"})
+    ups = [e for e in events if e["event"] == "update"]
+    assert any(e["staleness"] > 0 for e in ups)
+    for e in ups:
+        want = 1.0 if e["staleness"] == 0 else 0.6 * (e["staleness"] + 1) ** -0.5
+        assert e["mixing"] == pytest.approx(want)
+    np.testing.assert_allclose(strategy.experts["python_expert"].weights[KEYS[0]],
+                               sum(e["mixing"] for e in ups), rtol=1e-5)
+
+
 def test_out_of_order_stale_error_and_malformed(tmp_path):
     def nan(weights):
         return {k: np.full_like(v, np.nan) for k, v in weights.items()}

@@ -33,6 +33,27 @@ def fedasync_mix(current: Weights, client: Weights, mixing: float) -> Weights:
     return out
 
 
+def fedasync_delta(current: Weights, client: Weights, base: Weights, mixing: float) -> Weights:
+    """Staleness-scaled delta step ``w <- w + a (w_client - w_base)``.
+
+    The alternative to :func:`fedasync_mix` for stale updates: mixing pulls the
+    expert part of the way back towards the old base the node trained from
+    (``w_client`` carries that base), undoing progress others made since; the
+    delta only adds what the node learned, scaled by ``a = alpha * s(tau)``
+    (asynchronous SGD with a staleness-dependent step, as FedBuff applies
+    deltas).  At ``tau = 0`` the base is the current expert and both rules agree.
+    """
+    if not 0.0 <= mixing <= 1.0:
+        raise ValueError(f"mixing weight must be in [0, 1], got {mixing}")
+    out: Weights = {}
+    for key, w in current.items():
+        step = np.subtract(client[key], base[key], dtype=np.float32)
+        step *= np.float32(mixing)
+        step += w
+        out[key] = step
+    return out
+
+
 def weighted_average(weights: Sequence[Weights], coefficients: Sequence[float]) -> Weights:
     """``sum_i c_i w_i / sum_i c_i``: FedAvg and the weighted-average gateway."""
     if len(weights) != len(coefficients) or not weights:

@@ -75,6 +75,16 @@ def weighted_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor,
     return (nll * w).sum() / w.sum().clamp(min=1e-8)
 
 
+def stretch_seconds(wall: float, cpu: float, speed_factor: float) -> float:
+    """Sleep that makes a step last ``speed_factor`` times its compute time.
+
+    Compute time is the step's CPU time capped by its wall time: the cap covers
+    several torch threads (CPU time above wall time); the CPU time leaves out
+    the time the step waited for a core that another simulated node held.
+    """
+    return max(0.0, speed_factor - 1.0) * max(0.0, min(wall, cpu))
+
+
 def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: int,
                      device: torch.device, batch_size: int, learning_rate: float,
                      time_budget: float, max_steps: int = 0, seed: int = 0,
@@ -95,7 +105,12 @@ def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: in
         Seeds the batch order, so a (version, node) pair is reproducible.
     speed_factor : float
         Simulated heterogeneity: each step is stretched to ``speed_factor``
-        times its real duration by sleeping, like a slower GPU would be.
+        times its compute time by sleeping, like a slower GPU would be.  The
+        compute time is the step's CPU time (capped by its wall time), not its
+        wall time: simulated nodes share the machine's cores, and a node that
+        waits for a core would otherwise sleep ``speed_factor - 1`` times that
+        wait as well, so its slowness would depend on how busy the others are
+        (a real slow node on its own machine is not slowed by the others).
     prompt_weight : float
         Loss weight of prompt tokens relative to answer tokens (see
         ``weighted_lm_loss``); 0 trains on answers only.
@@ -114,7 +129,7 @@ def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: in
             order = list(range(len(rows)))
             rng.shuffle(order)
         batch_rows = [rows[order.pop()] for _ in range(min(batch_size, len(order)))]
-        step_start = time.perf_counter()
+        step_start, step_cpu = time.perf_counter(), time.process_time()
         batch = collate(batch_rows, pad_id, device)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         prompt_lens = [int(r.get("prompt_len", 0)) for r in batch_rows]  # 0: older caches
@@ -129,7 +144,8 @@ def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: in
         tokens += int(batch["attention_mask"].sum())
         loss_sum += float(loss.detach())
         if speed_factor > 1.0:
-            time.sleep((speed_factor - 1.0) * (time.perf_counter() - step_start))
+            time.sleep(stretch_seconds(time.perf_counter() - step_start,
+                                       time.process_time() - step_cpu, speed_factor))
         if (max_steps and steps >= max_steps) or time.perf_counter() - t0 >= time_budget:
             break
     return TrainResult(loss=loss_sum / steps, steps=steps, tokens=tokens, examples=examples,
