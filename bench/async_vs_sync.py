@@ -60,7 +60,7 @@ SCENARIOS = {
     "b": Scenario("b", "two nodes per specialty, one of each pair 4x slower", 6,
                   "1,1,1,4,4,4", 2),
 }
-STRATEGIES = ("fedavg", "fedasync", "fedbuff")
+STRATEGIES = ("fedavg", "flower-fedavg", "fedasync", "fedasync-delta", "fedbuff")
 # Named variants: label -> (strategy.name, extra run config).  Any other entry of
 # --strategies is NAME[+key=value...], e.g. "fedasync+strategy.alpha=0.9".
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -235,7 +235,8 @@ def plot(results: list[Result], targets: dict[str, dict[str, float]], path: Path
     keys = [k for k in SCENARIOS if any(r.scenario == k for r in results)]
     fig, axes = plt.subplots(len(keys), len(SPECIALTIES), figsize=(13, 3.6 * len(keys)),
                              squeeze=False, sharey=True)
-    colors = {"fedavg": "tab:gray", "fedasync": "tab:blue", "fedbuff": "tab:orange"}
+    colors = {"fedavg": "tab:gray", "fedasync": "tab:blue", "fedbuff": "tab:orange",
+              "fedasync-delta": "tab:green", "flower-fedavg": "tab:red"}
     for row, key in enumerate(keys):
         for col, specialty in enumerate(SPECIALTIES):
             ax = axes[row][col]

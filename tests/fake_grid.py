@@ -126,8 +126,11 @@ def make_node(specialty, *, delay=1, step=1.0, corrupt=None, error_on_train=None
     return behave
 
 
-def run(tmp_path, nodes, plot=False, **overrides):
-    """Run the loop on scripted nodes; ``plot`` draws progress.png (slow: matplotlib)."""
+def run(tmp_path, nodes, plot=False, grids=None, **overrides):
+    """Run the loop on scripted nodes; ``plot`` draws progress.png (slow: matplotlib).
+
+    ``grids``: a list the FakeGrid is appended to (to read the messages pushed).
+    """
     # Scripted nodes add whole numbers to every weight: far over the real norm bound.
     cfg = parse_run_config({"run.duration": 1e6, "run.drain-timeout": 5.0,
                             "strategy.max-update-norm": 0.0,
@@ -142,7 +145,10 @@ def run(tmp_path, nodes, plot=False, **overrides):
         cfg=cfg, run_dir=run_dir, strategy=strategy, clock=lambda: now[0],
         sleep=lambda dt: now.__setitem__(0, now[0] + dt), poll_interval=0.05, resume=resume,
         draw_plot=plot)
-    summary = loop.run(FakeGrid(nodes))
+    grid = FakeGrid(nodes)
+    if grids is not None:
+        grids.append(grid)
+    summary = loop.run(grid)
     run_dir.close()
     events = [json.loads(line) for line in (run_dir.root / "metrics.jsonl").open()]
     return loop, summary, events

@@ -117,3 +117,11 @@ def test_fedbuff_apply_hand_computed():
     # = [1, 1] + 0.5 * [1, 1] = [1.5, 1.5]
     out = fedbuff_apply(current, deltas, [1.0, 0.5], server_lr=0.5)
     np.testing.assert_allclose(out["w"], [1.5, 1.5])
+
+
+def test_a_full_mixing_weight_replaces_the_expert_bit_for_bit():
+    current = {"w": np.array([0.1, 3.3], dtype=np.float32)}
+    client = {"w": np.array([1e-8, 7.7e5], dtype=np.float32)}  # w + (c - w) would round
+    out = fedasync_mix(current, client, 1.0)
+    np.testing.assert_array_equal(out["w"], client["w"])
+    assert out["w"] is not client["w"]

@@ -24,6 +24,8 @@ def fedasync_mix(current: Weights, client: Weights, mixing: float) -> Weights:
     """
     if not 0.0 <= mixing <= 1.0:
         raise ValueError(f"mixing weight must be in [0, 1], got {mixing}")
+    if mixing == 1.0:  # the update replaces the expert: exactly, not w + (w_client - w)
+        return {key: np.array(client[key], dtype=np.float32) for key in current}
     out: Weights = {}
     for key, w in current.items():
         mixed = np.subtract(client[key], w, dtype=np.float32)

@@ -38,7 +38,8 @@ def train_message(cfg: AppConfig, messenger: Messenger, node: NodeInfo, expert: 
                   now: float) -> tuple[Message, Flight]:
     """A train instruction: the expert's newest weights, version and the training budget."""
     t = cfg.train
-    seed = zlib.crc32(f"{cfg.run.seed}:{node.node_id}:{expert.version}".encode())
+    # Seeded by the node's rank in its specialty, not its (random) node id: see NodeInfo.rank.
+    seed = zlib.crc32(f"{cfg.run.seed}:{node.specialty}:{node.rank}:{expert.version}".encode())
     record, sent = expert.record(cfg.comm.compression)
     content = RecordDict({
         C.ADAPTER: record,

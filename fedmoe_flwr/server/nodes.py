@@ -16,6 +16,11 @@ class NodeInfo:
     num_eval: int
     device: str
     fingerprint: str
+    # The node's place among the registered nodes of its specialty (0, 1, ...), set when it
+    # registers. Training seeds use it instead of the node id, which Flower draws at random
+    # for every run: a lone node then trains on the same batches in every run and under
+    # every strategy, so runs and strategies can be compared update for update.
+    rank: int = 0
 
 
 class NodeTable:
@@ -33,7 +38,10 @@ class NodeTable:
                 and n not in busy and now - self.lost_at.get(n, -1e18) >= self.rejoin_backoff]
 
     def add(self, node: NodeInfo) -> None:
-        """Register a node (again, after a loss)."""
+        """Register a node (again, after a loss) at the lowest free rank of its specialty."""
+        taken = {n.rank for n in self.registered.values()
+                 if n.specialty == node.specialty and n.node_id != node.node_id}
+        node.rank = min(set(range(len(taken) + 1)) - taken)
         self.registered[node.node_id] = node
         self.lost_at.pop(node.node_id, None)
 
