@@ -78,11 +78,15 @@ def weighted_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor,
 def stretch_seconds(wall: float, cpu: float, speed_factor: float) -> float:
     """Sleep that makes a step last ``speed_factor`` times its compute time.
 
-    Compute time is the step's CPU time capped by its wall time: the cap covers
-    several torch threads (CPU time above wall time); the CPU time leaves out
-    the time the step waited for a core that another simulated node held.
+    Compute time is the step's CPU time, capped by its wall time (several torch
+    threads give CPU time above wall time).  The step already took ``wall``
+    seconds, which includes any wait for a core that another simulated node
+    held; the sleep tops it up to ``speed_factor * compute``.  So a 4x slower
+    node takes four times its work per step however busy the machine is, like a
+    slow machine of its own, instead of being slowed once more by the others.
     """
-    return max(0.0, speed_factor - 1.0) * max(0.0, min(wall, cpu))
+    compute = max(0.0, min(wall, cpu))
+    return max(0.0, speed_factor * compute - max(0.0, wall))
 
 
 def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: int,
@@ -105,12 +109,9 @@ def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: in
         Seeds the batch order, so a (version, node) pair is reproducible.
     speed_factor : float
         Simulated heterogeneity: each step is stretched to ``speed_factor``
-        times its compute time by sleeping, like a slower GPU would be.  The
-        compute time is the step's CPU time (capped by its wall time), not its
-        wall time: simulated nodes share the machine's cores, and a node that
-        waits for a core would otherwise sleep ``speed_factor - 1`` times that
-        wait as well, so its slowness would depend on how busy the others are
-        (a real slow node on its own machine is not slowed by the others).
+        times its compute time by sleeping, like a slower GPU would be (see
+        ``stretch_seconds``: the compute time is the step's CPU time, so the
+        slowness does not depend on how busy the other simulated nodes are).
     prompt_weight : float
         Loss weight of prompt tokens relative to answer tokens (see
         ``weighted_lm_loss``); 0 trains on answers only.
