@@ -1,6 +1,6 @@
 """Asynchronous vs synchronous aggregation with stragglers, on real ``flwr run`` federations.
 
-Reproduce (about 17 minutes on 2 CPU cores)::
+Reproduce (about 29 minutes on 2 CPU cores)::
 
     bash scripts/bench.sh async_vs_sync
 
@@ -10,6 +10,11 @@ node takes 4x longer per update) in two straggler scenarios:
 
 (a) three specialties, one node each, the docs node 4x slower;
 (b) two nodes per specialty, one of each pair 4x slower.
+
+Rows: ``fedavg`` (ours, per specialty: it defines the target), ``flower-fedavg``
+(the peer: Flower's own FedAvg, unmodified, one global adapter for every node,
+scored on each domain), ``fedasync``, ``fedasync-delta`` (stale updates by the
+delta rule) and ``fedbuff``.
 
 Runs keep every checkpointed version (``run.keep-versions = 0``); afterwards
 each version is scored on its domain's held-out split with the nodes' own
