@@ -59,8 +59,10 @@ def test_training_lowers_held_out_loss_and_adapters_stay_separate(loaded):
 
 def test_prompt_loss_weight_lets_experts_route_held_out_prompts(loaded):
     """What the ``loss`` router relies on: experts trained with a prompt-token weight give
-    their own domain's held-out prompts (the user's words only) the lowest loss.  Measured:
-    31 of 32 with weight 0.3 and 150 steps each; with weight 0 the same check gets 15."""
+    their own domain's held-out prompts (the user's words only) the lowest loss.  Measured on
+    this data (half everyday requests in phrasings shared by both domains): 27 of 32 with
+    weight 0.3 and 150 steps each; with weight 0 the same check gets 17 (chance: 16).  On
+    the template-only data it was 31 and 15."""
     cfg = parse_run_config({})
     pad = loaded.tokenizer.pad_token_id
     data = {d: load_local_data(f"data/{d}.jsonl") for d in ("sql", "python")}
@@ -81,7 +83,7 @@ def test_prompt_loss_weight_lets_experts_route_held_out_prompts(loaded):
                 losses[expert] = prompt_token_loss(loaded.peft_model, torch.tensor([ids]),
                                                    torch.tensor(content))
             routed.append(min(losses, key=losses.get) == domain)
-    assert sum(routed) >= 28, f"{sum(routed)} of {len(routed)} prompts routed to their domain"
+    assert sum(routed) >= 24, f"{sum(routed)} of {len(routed)} prompts routed to their domain"
     loaded.peft_model.set_adapter("sql_expert")
 
 
