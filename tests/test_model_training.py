@@ -65,6 +65,7 @@ def test_prompt_loss_weight_lets_experts_route_held_out_prompts(loaded):
     the template-only data it was 31 and 15."""
     cfg = parse_run_config({})
     pad = loaded.tokenizer.pad_token_id
+    active = loaded.peft_model.active_adapter  # restored at the end, for the other tests
     data = {d: load_local_data(f"data/{d}.jsonl") for d in ("sql", "python")}
     for domain, split in data.items():
         ensure_adapter(loaded, f"{domain}_prompts", cfg.model)
@@ -83,8 +84,8 @@ def test_prompt_loss_weight_lets_experts_route_held_out_prompts(loaded):
                 losses[expert] = prompt_token_loss(loaded.peft_model, torch.tensor([ids]),
                                                    torch.tensor(content))
             routed.append(min(losses, key=losses.get) == domain)
+    loaded.peft_model.set_adapter(active)
     assert sum(routed) >= 24, f"{sum(routed)} of {len(routed)} prompts routed to their domain"
-    loaded.peft_model.set_adapter("sql_expert")
 
 
 def test_saved_adapter_loads_with_peft_and_matches_server_weights(loaded, tmp_path):
