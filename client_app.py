@@ -10,18 +10,11 @@ from __future__ import annotations
 
 import os
 import time
+import zlib
 
 import numpy as np
 import torch
-from flwr.app import (
-    Array,
-    ArrayRecord,
-    ConfigRecord,
-    Context,
-    Message,
-    MetricRecord,
-    RecordDict,
-)
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedmoe_flwr import contract as C
@@ -37,7 +30,7 @@ from fedmoe_flwr.node.training import evaluate_loss, train_for_budget
 from fedmoe_flwr.node.worker import TASK_STARTED_ENV
 from fedmoe_flwr.privacy import privatize
 from fedmoe_flwr.routing.ngrams import ngram_counts
-from fedmoe_flwr.weights import Weights, from_array_record, to_array_record
+from fedmoe_flwr.weights import Weights, from_array_record, to_array_record, to_flower_record
 
 app = ClientApp()
 EVAL_SLOT = "_eval"  # adapter name used to score adapters sent for evaluation
@@ -153,7 +146,8 @@ def _train_global(msg: Message, node_id: int, cfg: AppConfig, node: NodeSettings
     set_adapter_weights(loaded.peft_model, C.GLOBAL, from_array_record(
         msg.content[C.FLOWER_ARRAYS]))
     _, train_rows, _ = node_data(node, cfg, loaded.tokenizer, loaded.fingerprint)
-    seed = hash((int(instr[C.SEED]), int(instr["server-round"]), node_id)) % 2**31
+    # Flower sends every node the same config: the node adds its id (as dispatch.py does).
+    seed = zlib.crc32(f"{instr[C.SEED]}:{node_id}:{instr['server-round']}".encode())
     result = train_for_budget(
         loaded.peft_model, train_rows, pad_id=loaded.tokenizer.pad_token_id,
         device=loaded.device, batch_size=cfg.train.batch_size,
@@ -163,8 +157,7 @@ def _train_global(msg: Message, node_id: int, cfg: AppConfig, node: NodeSettings
     trained = get_adapter_weights(loaded.peft_model, C.GLOBAL)
     loaded.peft_model.set_adapter(node.specialty)
     return Message(RecordDict({
-        C.FLOWER_ARRAYS: ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in
-                                      sorted(trained.items())}),
+        C.FLOWER_ARRAYS: to_flower_record(trained),
         C.METRICS: MetricRecord({C.NUM_EXAMPLES: result.examples, C.TRAIN_LOSS: result.loss}),
     }), reply_to=msg)
 

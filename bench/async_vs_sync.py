@@ -142,15 +142,18 @@ def run_federation(scenario: Scenario, strategy: str, args: argparse.Namespace) 
 
 
 def version_times(run_dir: Path) -> dict[str, dict[int, float]]:
-    """Specialty -> version -> seconds after training started, from ``metrics.jsonl``."""
-    times: dict[str, dict[int, float]] = {s: {0: 0.0} for s in SPECIALTIES}
-    if json.loads((run_dir / "summary.json").read_text()).get("strategy") == "flower-fedavg":
-        times = {GLOBAL: {0: 0.0}}
+    """Specialty -> version -> seconds after training started, from ``metrics.jsonl``.
+
+    A peer run (one global adapter) has versions of ``global`` only.
+    """
+    times: dict[str, dict[int, float]] = {}
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         event = json.loads(line)
         if event["event"] == "version":
             times.setdefault(event["specialty"], {0: 0.0})[event["version"]] = event["elapsed"]
-    return times
+    if GLOBAL in times:
+        return {GLOBAL: times[GLOBAL]}
+    return {s: times.get(s, {0: 0.0}) for s in SPECIALTIES} | times
 
 
 def score_run(run_dir: Path, scorer: DomainScorer, budget: float) -> dict[str, list]:

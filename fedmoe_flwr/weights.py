@@ -50,6 +50,19 @@ def to_array_record(weights: Weights) -> Any:
                                           "uint8")})
 
 
+def to_flower_record(weights: Weights) -> Any:
+    """Weights in Flower's own layout, one ``Array`` per key (sorted), float32.
+
+    What Flower's strategies (``flwr.serverapp.strategy.FedAvg``) aggregate key
+    by key; used only by the peer baseline (``strategy.name = "flower-fedavg"``).
+    ``from_array_record`` reads it back.
+    """
+    from flwr.app import Array, ArrayRecord
+
+    return ArrayRecord({k: Array(np.ascontiguousarray(weights[k], np.float32))
+                        for k in sorted(weights)})
+
+
 def _npy_header(length: int, descr: str = "<f4") -> bytes:
     """The ``.npy`` (format 1.0) header of a 1-D little-endian array of ``length`` items."""
     from numpy.lib import format as npy

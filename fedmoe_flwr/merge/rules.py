@@ -22,17 +22,9 @@ def fedasync_mix(current: Weights, client: Weights, mixing: float) -> Weights:
     temporaries: at 7B shapes the merge then runs at the speed of a bare
     in-place axpy over the same bytes (``bench/server_cost.py``).
     """
-    if not 0.0 <= mixing <= 1.0:
-        raise ValueError(f"mixing weight must be in [0, 1], got {mixing}")
     if mixing == 1.0:  # the update replaces the expert: exactly, not w + (w_client - w)
         return {key: np.array(client[key], dtype=np.float32) for key in current}
-    out: Weights = {}
-    for key, w in current.items():
-        mixed = np.subtract(client[key], w, dtype=np.float32)
-        mixed *= np.float32(mixing)
-        mixed += w
-        out[key] = mixed
-    return out
+    return fedasync_delta(current, client, current, mixing)  # w + a (w_client - w)
 
 
 def fedasync_delta(current: Weights, client: Weights, base: Weights, mixing: float) -> Weights:

@@ -23,25 +23,17 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
 from .. import contract as C
 from ..config import AppConfig
-from ..weights import Weights, from_array_record
+from ..weights import Weights, from_array_record, to_flower_record, weights_nbytes
 from .artifacts import RunDirectory
 
 log = logging.getLogger("fedmoe")
-NAME = "flower-fedavg"
 POLL_S = 2.0
-
-
-def flower_record(weights: Weights) -> ArrayRecord:
-    """Weights in Flower's own layout: one ``Array`` per key, sorted."""
-    return ArrayRecord({k: Array(np.ascontiguousarray(weights[k], np.float32))
-                        for k in sorted(weights)})
 
 
 def register(grid: Grid, cfg: AppConfig) -> tuple[dict[int, str], Weights]:
@@ -88,8 +80,8 @@ def run_flower_fedavg(grid: Grid, cfg: AppConfig, run_dir: RunDirectory) -> dict
              ", ".join(sorted(set(nodes.values()))))
     strategy = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=n,
                       min_available_nodes=n)
-    arrays = flower_record(weights)
-    size = sum(a.numpy().nbytes for a in arrays.values())
+    arrays = to_flower_record(weights)
+    size = weights_nbytes(weights)  # per message each way (float32 throughout)
     run_dir.save_adapter(C.GLOBAL, weights, 0, {"version": 0, "nodes": n})
     t0, version = time.monotonic(), 0
     while time.monotonic() - t0 < cfg.run.duration and (
@@ -105,8 +97,9 @@ def run_flower_fedavg(grid: Grid, cfg: AppConfig, run_dir: RunDirectory) -> dict
         run_dir.log_event("version", specialty=C.GLOBAL, version=version,
                           elapsed=round(elapsed, 3))
         log.info("%7.1fs  global adapter v%d (round of %d nodes)", elapsed, version, n)
-    summary = {"strategy": NAME, "rounds": version, "updates": version * n, "nodes": nodes,
-               "bytes_sent": version * n * size, "bytes_received": version * n * size,
+    traffic = version * n * size
+    summary = {"strategy": cfg.strategy.name, "rounds": version, "updates": version * n,
+               "nodes": nodes, "bytes_sent": traffic, "bytes_received": traffic,
                "seconds": round(time.monotonic() - t0, 3)}
     run_dir.write_json("summary.json", summary)
     return summary
