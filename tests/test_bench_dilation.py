@@ -1,0 +1,33 @@
+"""The async-vs-sync benchmark's time dilation and time-to-target (hand-computed)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "async_vs_sync", Path(__file__).resolve().parents[1] / "bench" / "async_vs_sync.py")
+bench = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = bench  # dataclasses look their module up
+_spec.loader.exec_module(bench)
+
+
+def test_a_fleet_that_fits_the_cores_runs_as_is():
+    # 1/4 + 1/4 = 0.5 cores of demand on 16 cores
+    assert bench.dilation("4,4", cores=16) == 1.0
+    assert bench.dilated("4,4", cores=16) == "4,4"
+
+
+def test_dilation_fits_demand_into_cores_minus_the_servers_share():
+    # scenario (b): 3 x 1 + 3 x 1/4 = 3.75 cores; 2 cores - 0.5 -> 2.5x slower for all
+    assert bench.dilation("1,1,1,4,4,4", cores=2) == pytest.approx(2.5)
+    assert bench.dilated("1,1,1,4,4,4", cores=2) == "2.5,2.5,2.5,10,10,10"
+    # scenario (a): 1 + 1 + 1/4 = 2.25 cores -> 1.5x; the 4x ratio is kept
+    assert bench.dilated("1,1,4", cores=2) == "1.5,1.5,6"
+
+
+def test_time_to_target_waits_for_every_specialty():
+    curves = {"x": [(0.0, 9.0), (5.0, 4.0)], "y": [(0.0, 9.0), (3.0, 6.0), (8.0, 4.5)]}
+    assert bench.first_time_below(curves, {"x": 4.0, "y": 5.0}) == 8.0
+    assert bench.first_time_below(curves, {"x": 3.0, "y": 5.0}) is None
