@@ -122,7 +122,8 @@ def train(msg: Message, context: Context) -> Message:
         device=loaded.device, batch_size=cfg.train.batch_size,
         learning_rate=float(instr[C.LEARNING_RATE]), time_budget=float(instr[C.TIME_BUDGET]),
         max_steps=int(instr[C.MAX_STEPS]), seed=int(instr[C.SEED]),
-        speed_factor=node.speed_factor, prompt_weight=cfg.train.prompt_loss_weight)
+        speed_factor=node.speed_factor, prompt_weight=cfg.train.prompt_loss_weight,
+        seconds_per_token=cfg.sim.seconds_per_token)
     metrics = MetricRecord({
         C.NUM_EXAMPLES: result.examples, C.TRAIN_LOSS: result.loss, C.STEPS: result.steps,
         C.TOKENS: result.tokens, C.TRAIN_SECONDS: result.seconds, C.LOAD_SECONDS: load_s,
@@ -153,7 +154,8 @@ def _train_global(msg: Message, node_id: int, cfg: AppConfig, node: NodeSettings
         device=loaded.device, batch_size=cfg.train.batch_size,
         learning_rate=float(instr[C.LEARNING_RATE]), time_budget=float(instr[C.TIME_BUDGET]),
         max_steps=int(instr[C.MAX_STEPS]), seed=seed, speed_factor=node.speed_factor,
-        prompt_weight=cfg.train.prompt_loss_weight)
+        prompt_weight=cfg.train.prompt_loss_weight,
+        seconds_per_token=cfg.sim.seconds_per_token)
     trained = get_adapter_weights(loaded.peft_model, C.GLOBAL)
     loaded.peft_model.set_adapter(node.specialty)
     return Message(RecordDict({

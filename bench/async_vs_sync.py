@@ -35,7 +35,13 @@ corrections, both applied to every strategy alike:
   the machine with half a core to spare for the server.  Without it, three
   "fast" nodes on two cores ran at a third of their speed while the slow ones
   topped their steps up to 4x CPU time, so "4x slower" measured about 2x.
-  The ratios between nodes, which the scenarios are about, are unchanged.
+  The ratios between nodes, which the scenarios are about, are unchanged;
+* every step is paced by a cost model, ``sim.seconds-per-token`` (measured
+  here first: CPU seconds per padded token of the nodes' own training step,
+  alone on the machine) instead of its CPU time, which grows 5-10% while the
+  other cores are busy: with CPU time the lone slow node of (a) trained 8%
+  slower under the asynchronous strategies, whose fast nodes never idle, than
+  under FedAvg, whose fast nodes wait at the barrier.
 """
 
 from __future__ import annotations
@@ -142,6 +148,37 @@ class Result:
     per_specialty: dict[str, float | None] = field(default_factory=dict)
 
 
+def calibrate(scorer: DomainScorer, steps: int = 30) -> float:
+    """CPU seconds per padded token of the nodes' training step, measured here, alone.
+
+    Same model, data, batch size and one torch thread as a node; a few warm-up
+    steps first (the first steps allocate).  Trains a scratch adapter slot.
+    """
+    import torch
+
+    from fedmoe_flwr.node.model import ensure_adapter
+    from fedmoe_flwr.node.settings import NodeSettings, node_data
+    from fedmoe_flwr.node.training import train_for_budget
+
+    cfg, loaded = scorer.cfg, scorer.loaded
+    ensure_adapter(loaded, "_calibrate", cfg.model)
+    loaded.peft_model.set_adapter("_calibrate")
+    node = NodeSettings(SPECIALTIES[0], scorer.paths[SPECIALTIES[0]])
+    _, rows, _ = node_data(node, cfg, loaded.tokenizer, loaded.fingerprint)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(cfg.train.torch_threads, 1))
+    try:
+        result = None
+        for n in (5, steps):
+            result = train_for_budget(
+                loaded.peft_model, rows, pad_id=loaded.tokenizer.pad_token_id,
+                device=loaded.device, batch_size=cfg.train.batch_size,
+                learning_rate=cfg.train.learning_rate, time_budget=3600.0, max_steps=n, seed=n)
+    finally:
+        torch.set_num_threads(threads)
+    return result.compute_seconds / result.padded_tokens
+
+
 def run_config(scenario: Scenario, strategy: str, args: argparse.Namespace) -> str:
     """The single ``--run-config`` string of one federation (flwr keeps only the last)."""
     name, extra = parse_variant(strategy)
@@ -152,7 +189,8 @@ def run_config(scenario: Scenario, strategy: str, args: argparse.Namespace) -> s
         "sim.speed-factors": dilated(scenario.speed_factors), "run.duration": float(args.budget),
         "run.drain-timeout": 0.0, "run.keep-versions": 0, "run.seed": args.seed,
         "run.output-dir": str(args.work.resolve()),
-        "run.name": f"{scenario.key}-{label_dir(strategy)}", **extra,
+        "run.name": f"{scenario.key}-{label_dir(strategy)}",
+        "sim.seconds-per-token": args.seconds_per_token, **extra,
     }
     return " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
                     for k, v in values.items())
@@ -240,8 +278,9 @@ def markdown(results: list[Result], targets: dict[str, dict[str, float]],
              args: argparse.Namespace, wall: float) -> str:
     """The README table: one block per scenario, ratios against FedAvg."""
     out = [f"Budget {args.budget:.0f} s of training per federation, {args.steps} local steps "
-           f"per update, seed {args.seed}; one run per cell; total wall time {wall / 60:.1f} "
-           f"min.", ""]
+           f"per update, seed {args.seed}; one run per cell; steps paced at "
+           f"{args.seconds_per_token * 1e6:.2f} us per padded token x speed factor; total wall "
+           f"time {wall / 60:.1f} min.", ""]
     for key, scenario in SCENARIOS.items():
         rows = [r for r in results if r.scenario == key]
         if not rows:
@@ -315,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="run directories and logs")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
                     help="where the table, JSON and plot go")
+    ap.add_argument("--seconds-per-token", type=float, default=0.0,
+                    help="step cost model of every node (0 = measure it here first)")
     ap.add_argument("--rescore", action="store_true",
                     help="skip the federations, re-score existing run directories")
     args = ap.parse_args(argv)
@@ -322,6 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     if "fedavg" not in strategies:
         ap.error("--strategies must include fedavg: it defines the target")
     t0 = time.perf_counter()
+    setup_logging()  # no progress bars
+    scorer = DomainScorer(parse_run_config({}))
+    if not args.rescore and args.seconds_per_token == 0:
+        args.seconds_per_token = calibrate(scorer)
+    print(f"step cost {args.seconds_per_token * 1e6:.2f} us per padded token", flush=True)
     run_dirs = {}
     for key in args.scenarios.split(","):
         scenario = SCENARIOS[key.strip()]
@@ -333,8 +379,6 @@ def main(argv: list[str] | None = None) -> int:
                 args.work / f"{scenario.key}-{label_dir(strategy)}" if args.rescore
                 else run_federation(scenario, strategy, args))
     print(f"[{time.perf_counter() - t0:6.0f}s] scoring every version", flush=True)
-    setup_logging()  # no progress bars
-    scorer = DomainScorer(parse_run_config({}))
     results = []
     for (key, strategy), run_dir in run_dirs.items():
         results.append(Result(key, strategy, score_run(run_dir, scorer, args.budget),

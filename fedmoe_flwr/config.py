@@ -351,6 +351,10 @@ class SimulationConfig(Section):
     speed_factors: tuple[float, ...] = setting((1.0, 1.0, 1.0, 2.0), "sim.speed-factors",
                                                "per partition; 4 = four times slower",
                                                ge=1.0, le=1000.0)
+    seconds_per_token: float = setting(0.0, "sim.seconds-per-token", "simulated compute "
+                                       "cost: every step lasts speed factor x its padded "
+                                       "tokens x this (0 = speed factor x its CPU time)",
+                                       ge=0.0, le=1.0)
     join_delays: tuple[float, ...] = setting((), "sim.join-delays", "per partition: seconds "
                                              "before it answers its first registration query "
                                              "(joins mid-run); \"\" = all at once",

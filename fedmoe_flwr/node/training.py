@@ -28,6 +28,8 @@ class TrainResult:
     tokens: int
     examples: int
     seconds: float
+    compute_seconds: float = 0.0  # CPU time of the steps themselves (no simulated sleep)
+    padded_tokens: int = 0  # batch x padded length, summed: what a step's compute scales with
 
 
 def collate(rows: list[dict[str, Any]], pad_id: int,
@@ -75,7 +77,8 @@ def weighted_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor,
     return (nll * w).sum() / w.sum().clamp(min=1e-8)
 
 
-def stretch_seconds(wall: float, cpu: float, speed_factor: float) -> float:
+def stretch_seconds(wall: float, cpu: float, speed_factor: float,
+                    modelled: float = 0.0) -> float:
     """Sleep that makes a step last ``speed_factor`` times its compute time.
 
     Compute time is the step's CPU time, capped by its wall time (several torch
@@ -84,15 +87,22 @@ def stretch_seconds(wall: float, cpu: float, speed_factor: float) -> float:
     held; the sleep tops it up to ``speed_factor * compute``.  So a 4x slower
     node takes four times its work per step however busy the machine is, like a
     slow machine of its own, instead of being slowed once more by the others.
+
+    ``modelled`` > 0 replaces the CPU time by a cost model of the step
+    (``sim.seconds-per-token`` x its padded tokens).  CPU time itself grows by
+    5-10% when the other cores are busy (shared caches and memory bandwidth),
+    so with CPU time a node trained slower whenever its co-located peers worked
+    more; a cost model makes each simulated node's pace its own.
     """
-    compute = max(0.0, min(wall, cpu))
+    compute = modelled if modelled > 0 else max(0.0, min(wall, cpu))
     return max(0.0, speed_factor * compute - max(0.0, wall))
 
 
 def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: int,
                      device: torch.device, batch_size: int, learning_rate: float,
                      time_budget: float, max_steps: int = 0, seed: int = 0,
-                     speed_factor: float = 1.0, prompt_weight: float = 0.0) -> TrainResult:
+                     speed_factor: float = 1.0, prompt_weight: float = 0.0,
+                     seconds_per_token: float = 0.0) -> TrainResult:
     """Train the model's active adapter on tokenised rows until the budget ends.
 
     Parameters
@@ -115,6 +125,10 @@ def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: in
     prompt_weight : float
         Loss weight of prompt tokens relative to answer tokens (see
         ``weighted_lm_loss``); 0 trains on answers only.
+    seconds_per_token : float
+        Simulation: > 0 paces every step to ``speed_factor x seconds_per_token
+        x padded tokens`` (even at speed 1), a compute cost that does not
+        depend on what the other simulated nodes do (``stretch_seconds``).
     """
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -122,8 +136,8 @@ def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: in
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
     model.train()
     t0 = time.perf_counter()
-    steps = tokens = examples = 0
-    loss_sum = 0.0
+    steps = tokens = examples = padded = 0
+    loss_sum = compute = 0.0
     order: list[int] = []
     while True:
         if not order:
@@ -144,13 +158,17 @@ def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: in
         examples += len(batch_rows)
         tokens += int(batch["attention_mask"].sum())
         loss_sum += float(loss.detach())
-        if speed_factor > 1.0:
-            time.sleep(stretch_seconds(time.perf_counter() - step_start,
-                                       time.process_time() - step_cpu, speed_factor))
+        cpu = time.process_time() - step_cpu
+        compute += cpu
+        padded += batch["input_ids"].numel()
+        if speed_factor > 1.0 or seconds_per_token > 0:
+            time.sleep(stretch_seconds(time.perf_counter() - step_start, cpu, speed_factor,
+                                       seconds_per_token * batch["input_ids"].numel()))
         if (max_steps and steps >= max_steps) or time.perf_counter() - t0 >= time_budget:
             break
     return TrainResult(loss=loss_sum / steps, steps=steps, tokens=tokens, examples=examples,
-                       seconds=time.perf_counter() - t0)
+                       seconds=time.perf_counter() - t0, compute_seconds=compute,
+                       padded_tokens=padded)
 
 
 @torch.no_grad()
