@@ -177,9 +177,9 @@ class StrategyConfig(Section):
     fresh_alpha: float = setting(1.0, "strategy.fresh-alpha", "FedAsync mixing rate of a fresh "
                                  "update (tau = 0: nobody else contributed since its base)",
                                  gt=0, le=1)
-    stale_rule: str = setting("mix", "strategy.stale-rule", "fedasync: how a stale update "
-                              "enters: mix (w <- (1-a) w + a w_client, the paper) or delta "
-                              "(w <- w + a (w_client - w_base))", choices=STALE_RULES)
+    stale_rule: str = setting("delta", "strategy.stale-rule", "fedasync: how a stale update "
+                              "enters: delta (w <- w + a (w_client - w_base)) or mix "
+                              "(w <- (1-a) w + a w_client, the paper)", choices=STALE_RULES)
     staleness: str = setting("polynomial", "strategy.staleness", "s(tau)",
                              choices=STALENESS_FUNCTIONS)
     staleness_a: float = setting(0.5, "strategy.staleness-a", "polynomial exponent / hinge "

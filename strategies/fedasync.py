@@ -19,11 +19,14 @@ every update the lone node makes (``w + alpha * delta``), which is what kept
 a lone slow node from ever reaching FedAvg's target in the async-vs-sync
 benchmark.  Set it equal to ``strategy.alpha`` for the paper's rule.
 
-Stale updates (``tau > 0``) enter by ``strategy.stale-rule``: ``mix`` is the
-paper's rule above; ``delta`` adds only what the node learned,
-``w <- w + a_t (w_client - w_base)``, so a slow node's old base does not pull
-the expert back by ``a_t`` towards where it was ``tau`` versions ago (see
-:func:`fedmoe_flwr.merge.rules.fedasync_delta`).
+Stale updates (``tau > 0``) enter by ``strategy.stale-rule``: ``delta`` (the
+default) adds only what the node learned, ``w <- w + a_t (w_client - w_base)``,
+so a slow node's old base does not pull the expert back by ``a_t`` towards
+where it was ``tau`` versions ago (see
+:func:`fedmoe_flwr.merge.rules.fedasync_delta`); ``mix`` is the paper's rule
+above.  Default by measurement: in every two-nodes-per-specialty run of the
+async-vs-sync benchmark ``delta`` reached FedAvg's target as fast or faster
+(0.32-0.39x of FedAvg's time against 0.35-0.44x for ``mix``, three runs).
 """
 
 from __future__ import annotations
