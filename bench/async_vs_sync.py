@@ -1,6 +1,6 @@
 """Asynchronous vs synchronous aggregation with stragglers, on real ``flwr run`` federations.
 
-Reproduce (about 29 minutes on 2 CPU cores)::
+Reproduce (about 24 minutes on 2 CPU cores)::
 
     bash scripts/bench.sh async_vs_sync
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run a benchmark from bench/ in the project's virtual environment (created if missing).
 #
-#   bash scripts/bench.sh async_vs_sync            # ~29 min on 2 CPU cores
+#   bash scripts/bench.sh async_vs_sync            # ~24 min on 2 CPU cores
 #   bash scripts/bench.sh async_vs_sync --help     # options (budget, steps, scenarios)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
