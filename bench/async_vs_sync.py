@@ -24,8 +24,8 @@ specialty is the held-out loss synchronous FedAvg reaches at the end of its
 budget; time-to-target is the first moment every specialty is at or below
 its target.  Writes ``bench/results/async_vs_sync.{md,json,png}``.
 
-Emulating a fleet of separate machines on a few shared cores takes two
-corrections, both applied to every strategy alike:
+Emulating a fleet of separate machines on a few shared cores takes three
+corrections, all applied to every strategy alike:
 
 * every simulated node gets its own Ray actor (``SIM_ACTORS`` = nodes): a slow
   node sleeps out its slowness inside its actor, and with fewer actors than

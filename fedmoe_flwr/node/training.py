@@ -158,12 +158,12 @@ def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: in
         examples += len(batch_rows)
         tokens += int(batch["attention_mask"].sum())
         loss_sum += float(loss.detach())
-        cpu = time.process_time() - step_cpu
+        cpu, step_padded = time.process_time() - step_cpu, batch["input_ids"].numel()
         compute += cpu
-        padded += batch["input_ids"].numel()
+        padded += step_padded
         if speed_factor > 1.0 or seconds_per_token > 0:
             time.sleep(stretch_seconds(time.perf_counter() - step_start, cpu, speed_factor,
-                                       seconds_per_token * batch["input_ids"].numel()))
+                                       seconds_per_token * step_padded))
         if (max_steps and steps >= max_steps) or time.perf_counter() - t0 >= time_budget:
             break
     return TrainResult(loss=loss_sum / steps, steps=steps, tokens=tokens, examples=examples,
