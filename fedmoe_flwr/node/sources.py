@@ -1,15 +1,18 @@
-"""Where a node's base model comes from: the embedded tiny Qwen, a local path, or a hub.
+"""Where a node's base model comes from: an embedded model, a local path, a GGUF file, a hub.
 
 ``model.source`` (run config; a node may override it with its node config
 ``model-source``, e.g. a site that reaches ModelScope but not Hugging Face):
 
-- ``auto``: ``qwen2-tiny`` is built locally; an existing directory is ``local``;
-  anything else is a Hugging Face id.
+- ``auto``: an embedded name (``qwen2-tiny``, ``smollm2-135m``: :mod:`.embedded`) is
+  built or converted locally; a path ending in ``.gguf`` is ``gguf``; an existing
+  directory is ``local``; anything else is a Hugging Face id.
 - ``huggingface``: ``huggingface_hub.snapshot_download`` (its cache, ``HF_HOME``,
   ``HF_HUB_OFFLINE`` and mirrors such as ``HF_ENDPOINT`` apply).
 - ``modelscope``: ModelScope's own ``snapshot_download`` (the optional extra
   ``pip install 'fedmoe-flwr[modelscope]'``; imported only when chosen).
 - ``local``: a directory with ``config.json``, used as it is.
+- ``gguf``: a llama.cpp GGUF file, dequantized once into the model cache
+  (:mod:`.gguf`), then loaded like a local checkpoint.
 
 Every source ends in a local directory that ``from_pretrained`` reads, and the
 fingerprint the server compares is taken from its files, so two nodes that got
@@ -23,7 +26,9 @@ import importlib
 from pathlib import Path
 
 from fedmoe_flwr.config import ConfigError, ModelConfig
-from fedmoe_flwr.node.tiny_model import TINY_NAME, ensure_tiny_model
+from fedmoe_flwr.node.embedded import EMBEDDED
+from fedmoe_flwr.node.gguf import ensure_gguf_checkpoint
+from fedmoe_flwr.node.tiny_model import cache_root
 
 MODEL_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
 
@@ -32,8 +37,10 @@ def effective_source(name: str, source: str) -> str:
     """``auto`` made concrete for ``name``."""
     if source != "auto":
         return source
-    if name == TINY_NAME:
-        return "tiny"
+    if name in EMBEDDED:
+        return "embedded"
+    if name.lower().endswith(".gguf"):
+        return "gguf"
     return "local" if Path(name).expanduser().is_dir() else "huggingface"
 
 
@@ -43,8 +50,10 @@ def resolve_model_path(cfg: ModelConfig, source: str | None = None) -> str:
     ``source`` overrides ``cfg.source`` (a node's ``model-source``).
     """
     name, chosen = cfg.name, effective_source(cfg.name, source or cfg.source)
-    if chosen == "tiny" or (name == TINY_NAME and chosen == "local"):
-        return str(ensure_tiny_model())
+    if chosen == "embedded" or (name in EMBEDDED and chosen in ("local", "gguf")):
+        return str(EMBEDDED[name]())
+    if chosen == "gguf":
+        return str(ensure_gguf_checkpoint(name, cache_root()))
     if chosen == "local":
         path = Path(name).expanduser()
         if not (path / "config.json").is_file():
