@@ -1,8 +1,9 @@
 """Flower ClientApp: a node that trains its specialty's LoRA expert on local data.
 
 Thin wiring: read config -> get model -> load adapter -> train/evaluate ->
-reply.  The model is loaded once per process and reused: a simulation actor
-and a warm deployment worker (``fedmoe_flwr.node.worker``) keep their process
+reply, with every message built and parsed by :mod:`fedmoe_flwr.contract`.
+The model is loaded once per process and reused: a simulation actor and a
+warm deployment worker (``fedmoe_flwr.node.worker``) keep their process
 across messages; a stock ``flwr-clientapp`` process handles one.
 """
 
@@ -10,34 +11,36 @@ from __future__ import annotations
 
 import os
 import time
-import zlib
 
-import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from fedmoe_flwr import contract as C
-from fedmoe_flwr.codec import ErrorFeedback, decode
 from fedmoe_flwr.config import AppConfig, ConfigError, parse_run_config
+from fedmoe_flwr.contract import (
+    GLOBAL,
+    EvalInstruction,
+    EvalReply,
+    Registration,
+    TrainInstruction,
+    TrainMetrics,
+    TrainReply,
+)
 from fedmoe_flwr.logs import setup_logging
 from fedmoe_flwr.lora import lora_signature
 from fedmoe_flwr.node.adapters import get_adapter_weights, set_adapter_weights
 from fedmoe_flwr.node.embedding import domain_centroid
 from fedmoe_flwr.node.model import LoadedModel, ensure_adapter, load_base
 from fedmoe_flwr.node.settings import NodeSettings, node_data, node_settings
-from fedmoe_flwr.node.training import evaluate_loss, train_for_budget
+from fedmoe_flwr.node.simulation import join_late, pacer
+from fedmoe_flwr.node.training import TrainSpec, evaluate_loss, train_for_budget
+from fedmoe_flwr.node.update import update_record
 from fedmoe_flwr.node.worker import TASK_STARTED_ENV
-from fedmoe_flwr.privacy import privatize
 from fedmoe_flwr.routing.ngrams import ngram_counts
-from fedmoe_flwr.weights import Weights, from_array_record, to_array_record, to_flower_record
 
 app = ClientApp()
 EVAL_SLOT = "_eval"  # adapter name used to score adapters sent for evaluation
 _first_message = True
-_joined: set[int] = set()  # nodes this process registered (sim.join-delays applies once)
-_FEEDBACK = ErrorFeedback()  # compression error owed per (node, specialty), for this process
-_NOISE = np.random.default_rng()  # OS entropy: DP noise the server cannot reproduce
 
 
 def _process_seconds() -> float:
@@ -76,112 +79,48 @@ def _setup(context: Context) -> tuple[AppConfig, NodeSettings, LoadedModel, floa
 def query(msg: Message, context: Context) -> Message:
     """Registration: who this node is, what data it has, and its initial adapter."""
     cfg, node, loaded, _ = _setup(context)
-    if node.join_delay and context.node_id not in _joined:  # simulation: a late node
-        time.sleep(node.join_delay)
-    _joined.add(context.node_id)
+    join_late(context.node_id, node.join_delay)  # simulation: a node that joins mid-run
     data, train_rows, eval_rows = node_data(node, cfg, loaded.tokenizer, loaded.fingerprint)
-    sig = lora_signature(cfg.model)
-    info = ConfigRecord({
-        C.SPECIALTY: node.specialty, C.NUM_TRAIN: len(train_rows), C.NUM_EVAL: len(eval_rows),
-        C.BASE_MODEL: cfg.model.name, C.MODEL_FINGERPRINT: loaded.fingerprint,
-        C.LORA_R: sig["r"], C.LORA_ALPHA: sig["alpha"], C.LORA_TARGETS: sig["target_modules"],
-        C.DEVICE: str(loaded.device), C.SPEED_FACTOR: node.speed_factor,
-        C.DATA_PATH: str(node.data_path), C.SKIPPED_LINES: data.skipped,
-    })
-    records = {C.INFO: info,
-               C.ADAPTER: to_array_record(get_adapter_weights(loaded.peft_model, node.specialty))}
-    if cfg.router.centroid_examples:  # the centroid router's domain summary: one vector
-        prompts = list(data.train["prompt"][: cfg.router.centroid_examples])
-        mean = domain_centroid(loaded, prompts, layer=cfg.router.embedding_layer)
-        records[C.CENTROID] = to_array_record({"mean": mean})
-        info[C.CENTROID_COUNT] = len(prompts)
-    if cfg.router.ngram_buckets:  # the ngrams router's statistics: one count vector
-        records[C.NGRAMS] = to_array_record({"counts": ngram_counts(
-            data.train["prompt"], cfg.router.ngram_buckets)})
-    return Message(RecordDict(records), reply_to=msg)
+    prompts = list(data.train["prompt"])
+    r = cfg.router
+    centroid = (domain_centroid(loaded, prompts[: r.centroid_examples],
+                                layer=r.embedding_layer) if r.centroid_examples else None)
+    reg = Registration(
+        node.specialty, len(train_rows), len(eval_rows), loaded.fingerprint,
+        str(loaded.device), lora_signature(cfg.model),
+        get_adapter_weights(loaded.peft_model, node.specialty), centroid,
+        min(len(prompts), r.centroid_examples) if centroid is not None else 0,
+        ngram_counts(prompts, r.ngram_buckets) if r.ngram_buckets else None)
+    return Message(reg.to_content(), reply_to=msg)
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """Load the expert's newest weights, train for the time budget, send them back."""
+    """Load the adapter's newest weights, train for the time budget, send the update."""
     process_s = _process_seconds()
     cfg, node, loaded, setup_s = _setup(context)
-    if C.FLOWER_ARRAYS in msg.content.array_records:  # Flower's FedAvg (strategy flower-fedavg)
-        return _train_global(msg, context.node_id, cfg, node, loaded)
-    instr = msg.content[C.CONFIG]
-    if instr[C.SPECIALTY] != node.specialty:
-        raise ConfigError(f"server asked for {instr[C.SPECIALTY]!r}, this node trains "
-                          f"{node.specialty!r}")
     t0 = time.perf_counter()
+    instr, received = TrainInstruction.from_content(msg.content)
+    if instr.adapter not in (node.specialty, GLOBAL):
+        raise ConfigError(f"server asked for {instr.adapter!r}, this node trains "
+                          f"{node.specialty!r}")
     _, train_rows, _ = node_data(node, cfg, loaded.tokenizer, loaded.fingerprint)
-    received = decode(msg.content[C.ADAPTER])  # float32 or float16 on the wire
-    set_adapter_weights(loaded.peft_model, node.specialty, received)
+    ensure_adapter(loaded, instr.adapter, cfg.model)
+    set_adapter_weights(loaded.peft_model, instr.adapter, received)
     load_s = setup_s + time.perf_counter() - t0
-    result = train_for_budget(
-        loaded.peft_model, train_rows, pad_id=loaded.tokenizer.pad_token_id,
-        device=loaded.device, batch_size=cfg.train.batch_size,
-        learning_rate=float(instr[C.LEARNING_RATE]), time_budget=float(instr[C.TIME_BUDGET]),
-        max_steps=int(instr[C.MAX_STEPS]), seed=int(instr[C.SEED]),
-        speed_factor=node.speed_factor, prompt_weight=cfg.train.prompt_loss_weight,
-        seconds_per_token=cfg.sim.seconds_per_token)
-    metrics = MetricRecord({
-        C.NUM_EXAMPLES: result.examples, C.TRAIN_LOSS: result.loss, C.STEPS: result.steps,
-        C.TOKENS: result.tokens, C.TRAIN_SECONDS: result.seconds, C.LOAD_SECONDS: load_s,
-        C.BASE_VERSION: int(instr[C.VERSION]), C.PROCESS_SECONDS: process_s,
-        C.PROCESS_ID: os.getpid(),
-    })
-    name, record = _update_record(cfg, context.node_id, node.specialty, received,
-                                  get_adapter_weights(loaded.peft_model, node.specialty), metrics)
-    return Message(RecordDict({name: record, C.METRICS: metrics}), reply_to=msg)
-
-
-def _train_global(msg: Message, node_id: int, cfg: AppConfig, node: NodeSettings,
-                  loaded: LoadedModel) -> Message:
-    """One round of the peer baseline: train the one global adapter on this node's data.
-
-    Same training as an expert's (budget, steps, learning rate, speed), but the
-    weights come and go in Flower's own layout for its unmodified FedAvg.
-    """
-    instr = msg.content[C.CONFIG]
-    ensure_adapter(loaded, C.GLOBAL, cfg.model)
-    set_adapter_weights(loaded.peft_model, C.GLOBAL, from_array_record(
-        msg.content[C.FLOWER_ARRAYS]))
-    _, train_rows, _ = node_data(node, cfg, loaded.tokenizer, loaded.fingerprint)
-    # Flower sends every node the same config: the node adds its id (as dispatch.py does).
-    seed = zlib.crc32(f"{instr[C.SEED]}:{node_id}:{instr['server-round']}".encode())
-    result = train_for_budget(
-        loaded.peft_model, train_rows, pad_id=loaded.tokenizer.pad_token_id,
-        device=loaded.device, batch_size=cfg.train.batch_size,
-        learning_rate=float(instr[C.LEARNING_RATE]), time_budget=float(instr[C.TIME_BUDGET]),
-        max_steps=int(instr[C.MAX_STEPS]), seed=seed, speed_factor=node.speed_factor,
-        prompt_weight=cfg.train.prompt_loss_weight,
-        seconds_per_token=cfg.sim.seconds_per_token)
-    trained = get_adapter_weights(loaded.peft_model, C.GLOBAL)
+    spec = TrainSpec(cfg.train.batch_size, instr.learning_rate, instr.time_budget,
+                     instr.max_steps, instr.seed, cfg.train.prompt_loss_weight)
+    result = train_for_budget(loaded.peft_model, train_rows,
+                              pad_id=loaded.tokenizer.pad_token_id, device=loaded.device,
+                              spec=spec, after_step=pacer(node.speed_factor,
+                                                          cfg.sim.seconds_per_token))
+    trained = get_adapter_weights(loaded.peft_model, instr.adapter)
     loaded.peft_model.set_adapter(node.specialty)
-    return Message(RecordDict({
-        C.FLOWER_ARRAYS: to_flower_record(trained),
-        C.METRICS: MetricRecord({C.NUM_EXAMPLES: result.examples, C.TRAIN_LOSS: result.loss}),
-    }), reply_to=msg)
-
-
-def _update_record(cfg: AppConfig, node_id: int, specialty: str, received: Weights,
-                   trained: Weights, metrics: MetricRecord) -> tuple[str, ArrayRecord]:
-    """What leaves the node: the adapter, or its (private, compressed) change.
-
-    Privacy clips and noises the delta before anything else sees it; compression
-    then encodes that private delta, carrying its rounding error to the next
-    update (post-processing: the guarantee is unchanged).
-    """
-    p, compression = cfg.privacy, cfg.comm.compression
-    if not p.enabled and compression == "none":
-        return C.ADAPTER, to_array_record(trained)
-    delta = {k: trained[k] - received[k] for k in trained}
-    if p.enabled:
-        delta, norm = privatize(delta, p.clip, p.noise_multiplier, _NOISE)
-        metrics[C.DELTA_NORM] = norm
-    if compression == "none":
-        return C.ADAPTER, to_array_record({k: received[k] + d for k, d in delta.items()})
-    return C.DELTA, _FEEDBACK.compress((node_id, specialty), delta, compression)
+    record, is_delta, norm = update_record(received, trained, cfg.privacy, cfg.comm,
+                                           context.state, instr.adapter)
+    metrics = TrainMetrics(result.examples, result.loss, result.steps, result.tokens,
+                           result.seconds, load_s, instr.version, process_s, os.getpid(), norm)
+    return Message(TrainReply(metrics, is_delta).to_content(record), reply_to=msg)
 
 
 @app.evaluate()
@@ -189,19 +128,15 @@ def evaluate(msg: Message, context: Context) -> Message:
     """Held-out loss of every adapter in the message on this node's eval split."""
     cfg, node, loaded, _ = _setup(context)
     _, _, eval_rows = node_data(node, cfg, loaded.tokenizer, loaded.fingerprint)
-    instr = msg.content[C.CONFIG]
+    instr, adapters = EvalInstruction.from_content(msg.content)
     losses: dict[str, float] = {}
-    for name, record in msg.content.array_records.items():
-        if not name.startswith(C.EVAL_PREFIX) or not isinstance(record, ArrayRecord):
-            continue
-        adapter = name.removeprefix(C.EVAL_PREFIX)
-        rank = int(instr.get(C.EVAL_RANK_PREFIX + adapter, cfg.model.lora_r))
-        alpha = int(instr.get(C.EVAL_ALPHA_PREFIX + adapter, cfg.model.lora_alpha))
+    for name, weights in adapters.items():
+        rank, alpha = instr.shapes.get(name, (cfg.model.lora_r, cfg.model.lora_alpha))
         slot = f"{EVAL_SLOT}_r{rank}_a{alpha}"  # one scratch adapter per LoRA shape
         ensure_adapter(loaded, slot, cfg.model, rank, alpha)
-        set_adapter_weights(loaded.peft_model, slot, from_array_record(record))
-        losses[adapter] = evaluate_loss(
-            loaded.peft_model, eval_rows, pad_id=loaded.tokenizer.pad_token_id,
-            device=loaded.device)
+        set_adapter_weights(loaded.peft_model, slot, weights)
+        losses[name] = evaluate_loss(loaded.peft_model, eval_rows,
+                                     pad_id=loaded.tokenizer.pad_token_id,
+                                     device=loaded.device)
     loaded.peft_model.set_adapter(node.specialty)
-    return Message(RecordDict({C.EVAL_LOSSES: MetricRecord(losses)}), reply_to=msg)
+    return Message(EvalReply(losses).to_content(), reply_to=msg)

@@ -1,7 +1,8 @@
 """Flower ServerApp: parse config -> build strategy -> run the federation loop.
 
 Everything else (the loop, reply intake, merging, checkpoints) lives in
-``fedmoe_flwr/server/`` and ``strategies/``; this process never imports torch.
+``fedmoe_flwr/server/`` and the policies in ``strategies/``; this process
+never imports torch.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import time
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+import strategies  # noqa: F401  (registers the built-in strategies)
 from fedmoe_flwr.config import parse_run_config
 from fedmoe_flwr.logs import setup_logging
 from fedmoe_flwr.server.artifacts import RunDirectory
 from fedmoe_flwr.server.loop import FederationLoop
 from fedmoe_flwr.server.memory import keep_freed_memory
-from fedmoe_flwr.server.peer import run_flower_fedavg
+from fedmoe_flwr.server.policy import build_strategy
 from fedmoe_flwr.server.resume import load_resume_state
-from strategies import PEER_BASELINES, check_strategy_name, strategy_class
 
 app = ServerApp()
 log = logging.getLogger("fedmoe")
@@ -31,8 +32,9 @@ def main(grid: Grid, context: Context) -> None:
     setup_logging()
     keep_freed_memory()  # merges at memory speed (fedmoe_flwr/server/memory.py)
     cfg = parse_run_config(context.run_config)
-    check_strategy_name(cfg.strategy.name)  # fail on a bad name before any write
-    resume = (load_resume_state(cfg.run.resume_from, cfg.model, cfg.run.specialties,
+    strategy = build_strategy(cfg)  # a bad name, key, value or setting fails before any write
+    adapters = tuple(dict.fromkeys(strategy.adapter_for(s) for s in cfg.run.specialties))
+    resume = (load_resume_state(cfg.run.resume_from, cfg.model, adapters,
                                 cfg.run.allow_new_specialties)
               if cfg.run.resume_from else None)
     run_name = cfg.run.name or f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.strategy.name}"
@@ -40,12 +42,7 @@ def main(grid: Grid, context: Context) -> None:
     log.info("run directory: %s", run_dir.root)
     run_dir.write_json("run_config.json", dict(context.run_config))  # what this run was
     try:
-        if cfg.strategy.name in PEER_BASELINES:  # Flower's own FedAvg, one global adapter
-            run_flower_fedavg(grid, cfg, run_dir)
-        else:
-            strategy = strategy_class(cfg.strategy.name)(cfg.strategy,
-                                                         log_event=run_dir.log_event)
-            FederationLoop(cfg=cfg, run_dir=run_dir, strategy=strategy, resume=resume).run(grid)
+        FederationLoop(cfg=cfg, run_dir=run_dir, strategy=strategy, resume=resume).run(grid)
     finally:
         run_dir.close()
     log.info("results: %s (experts/, gateway/, summary.json, metrics.jsonl)", run_dir.root)

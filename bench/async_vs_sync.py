@@ -61,6 +61,7 @@ sys.path.insert(0, str(ROOT))
 
 from fedmoe_flwr.config import parse_run_config  # noqa: E402
 from fedmoe_flwr.contract import GLOBAL  # noqa: E402
+from fedmoe_flwr.events import Version, of_kind, read_events  # noqa: E402
 from fedmoe_flwr.logs import setup_logging  # noqa: E402
 from fedmoe_flwr.server.artifacts import load_adapter_weights  # noqa: E402
 from fedmoe_flwr.tools.scoring import DomainScorer  # noqa: E402
@@ -86,9 +87,9 @@ SCENARIOS = {
 }
 STRATEGIES = ("fedavg", "flower-fedavg", "fedasync", "fedasync-delta", "fedbuff")
 # Named variants: label -> (strategy.name, extra run config).  Any other entry of
-# --strategies is NAME[+key=value...], e.g. "fedasync+strategy.alpha=0.9".
+# --strategies is NAME[+key=value...], e.g. "fedasync+strategy.fedasync.alpha=0.9".
 VARIANTS: dict[str, tuple[str, dict]] = {
-    "fedasync-delta": ("fedasync", {"strategy.stale-rule": "delta"}),
+    "fedasync-delta": ("fedasync", {"strategy.fedasync.stale-rule": "delta"}),
 }
 
 
@@ -158,7 +159,7 @@ def calibrate(scorer: DomainScorer, steps: int = 30) -> float:
 
     from fedmoe_flwr.node.model import ensure_adapter
     from fedmoe_flwr.node.settings import NodeSettings, node_data
-    from fedmoe_flwr.node.training import train_for_budget
+    from fedmoe_flwr.node.training import TrainSpec, train_for_budget
 
     cfg, loaded = scorer.cfg, scorer.loaded
     ensure_adapter(loaded, "_calibrate", cfg.model)
@@ -172,8 +173,8 @@ def calibrate(scorer: DomainScorer, steps: int = 30) -> float:
         for n in (5, steps):
             result = train_for_budget(
                 loaded.peft_model, rows, pad_id=loaded.tokenizer.pad_token_id,
-                device=loaded.device, batch_size=cfg.train.batch_size,
-                learning_rate=cfg.train.learning_rate, time_budget=3600.0, max_steps=n, seed=n)
+                device=loaded.device, spec=TrainSpec(cfg.train.batch_size,
+                                                     cfg.train.learning_rate, 3600.0, n, n))
     finally:
         torch.set_num_threads(threads)
     return result.compute_seconds / result.padded_tokens
@@ -183,8 +184,8 @@ def run_config(scenario: Scenario, strategy: str, args: argparse.Namespace) -> s
     """The single ``--run-config`` string of one federation (flwr keeps only the last)."""
     name, extra = parse_variant(strategy)
     values = {
-        "strategy.name": name, "strategy.buffer-size": scenario.buffer_size,
-        "strategy.server-lr": 1.0, "strategy.sync-scope": "global",
+        "strategy.name": name, "strategy.fedbuff.buffer-size": scenario.buffer_size,
+        "strategy.fedbuff.server-lr": 1.0, "strategy.fedavg.sync-scope": "global",
         "train.max-steps": args.steps, "train.sync-interval": 600.0,
         "sim.speed-factors": dilated(scenario.speed_factors), "run.duration": float(args.budget),
         "run.drain-timeout": 0.0, "run.keep-versions": 0, "run.seed": args.seed,
@@ -220,10 +221,8 @@ def version_times(run_dir: Path) -> dict[str, dict[int, float]]:
     A peer run (one global adapter) has versions of ``global`` only.
     """
     times: dict[str, dict[int, float]] = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        event = json.loads(line)
-        if event["event"] == "version":
-            times.setdefault(event["specialty"], {0: 0.0})[event["version"]] = event["elapsed"]
+    for event in of_kind(read_events(run_dir / "metrics.jsonl"), Version):
+        times.setdefault(event.adapter, {0: 0.0})[event.version] = event.elapsed
     if GLOBAL in times:
         return {GLOBAL: times[GLOBAL]}
     return {s: times.get(s, {0: 0.0}) for s in SPECIALTIES} | times
@@ -249,8 +248,7 @@ def score_run(run_dir: Path, scorer: DomainScorer, budget: float) -> dict[str, l
         for version, seconds in sorted(times[name].items()):
             if seconds > budget:
                 continue
-            path = (run_dir / ".versions" if peer else run_dir / "experts" / ".versions") / \
-                f"{name}-v{version:06d}"
+            path = run_dir / "experts" / ".versions" / f"{name}-v{version:06d}"
             if not path.exists():  # superseded while its checkpoint was queued (coalesced)
                 continue
             points.append((seconds, scorer.loss(load_adapter_weights(path), specialty)))

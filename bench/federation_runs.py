@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from fedmoe_flwr.events import Update, of_kind, read_events
+
 ROOT = Path(__file__).resolve().parents[1]
 SPECIALTIES = ("python_expert", "sql_expert", "docs_expert")
 
@@ -36,10 +38,9 @@ def own_domain_losses(summary: dict[str, Any]) -> dict[str, float]:
     return {s: final[s][s] for s in SPECIALTIES if s in final and s in final[s]}
 
 
-def update_events(run_dir: Path) -> list[dict[str, Any]]:
-    """The run's ``update`` events."""
-    events = (json.loads(line) for line in (run_dir / "metrics.jsonl").open())
-    return [e for e in events if e["event"] == "update"]
+def update_events(run_dir: Path) -> list[Update]:
+    """The run's ``update`` events (typed: ``fedmoe_flwr.events.Update``)."""
+    return list(of_kind(read_events(run_dir / "metrics.jsonl"), Update))
 
 
 def publish(name: str, lines: list[str]) -> None:

@@ -58,7 +58,7 @@ def main() -> None:
     rows = []
     run = run_federation(args.work, "no-dp", {**base, "privacy.clip": 1e6})
     summary = json.loads((run / "summary.json").read_text())
-    clip = statistics.median(e["delta-norm"] for e in update_events(run))
+    clip = statistics.median(e.delta_norm for e in update_events(run) if e.delta_norm is not None)
     rows.append(("no DP (not clipped)", "-", "-", "inf", own_domain_losses(summary),
                  _merged(summary)))
     per_node = math.ceil(args.updates / 4)  # four nodes; python's two share its updates

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import psutil
 
+from fedmoe_flwr.events import Load, Update, of_kind, read_events
+
 ROOT = Path(__file__).resolve().parents[1]
 DOMAINS = ("python", "sql", "docs")
 
@@ -100,22 +102,22 @@ def run_federation(args: argparse.Namespace, out_dir: Path, name: str) -> dict:
 
 def analyse(run_root: Path) -> dict:
     """Throughput, server step and backlog figures from the run's own records."""
-    events = [json.loads(line) for line in (run_root / "metrics.jsonl").open()]
+    events = read_events(run_root / "metrics.jsonl")
     summary = json.loads((run_root / "summary.json").read_text())
-    updates = [e for e in events if e["event"] == "update"]
-    loads = [e for e in events if e["event"] == "load"]
-    span = max(e["elapsed"] for e in updates) - min(e["elapsed"] for e in updates)
+    updates = list(of_kind(events, Update))
+    loads = list(of_kind(events, Load))
+    span = max(e.elapsed for e in updates) - min(e.elapsed for e in updates)
     half = len(loads) // 2
     first, second = loads[:half] or loads, loads[half:] or loads
 
-    def mean(rows: list[dict], key: str) -> float:
-        return sum(r[key] for r in rows) / max(len(rows), 1)
+    def mean(rows: list[Load], key: str) -> float:
+        return sum(getattr(r, key) for r in rows) / max(len(rows), 1)
 
     return {
         "nodes_registered": len(summary["nodes"]), "updates": summary["updates"],
         "updates_per_s": len(updates) / span if span > 0 else 0.0,
         "step_ms": summary["server_step_ms"],
-        "busy": max((r["busy"] for r in loads), default=0.0),
+        "busy": max((r.busy for r in loads), default=0.0),
         "max_batch": [mean(first, "max_batch"), mean(second, "max_batch")],
         "background": [mean(first, "background"), mean(second, "background")],
         "replies_per_window": [mean(first, "replies"), mean(second, "replies")],

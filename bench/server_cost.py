@@ -45,9 +45,11 @@ from fedmoe_flwr.merge.rules import fedasync_mix  # noqa: E402
 from fedmoe_flwr.merge.validation import update_norm_ratio, validate_update  # noqa: E402
 from fedmoe_flwr.server.artifacts import RunDirectory  # noqa: E402
 from fedmoe_flwr.server.experts import ExpertState  # noqa: E402
-from fedmoe_flwr.server.federation import Federation  # noqa: E402
+from fedmoe_flwr.server.federation import Federation, GatewayPlan  # noqa: E402
 from fedmoe_flwr.server.memory import keep_freed_memory  # noqa: E402
-from fedmoe_flwr.weights import Weights, from_array_record, to_array_record  # noqa: E402
+from fedmoe_flwr.server.messenger import Messenger  # noqa: E402
+from fedmoe_flwr.weights import Weights  # noqa: E402
+from fedmoe_flwr.wire import from_array_record, to_array_record  # noqa: E402
 
 # (hidden, intermediate, layers, key/value projection width) of the real models
 SHAPES = {"Qwen2-0.5B": (896, 4864, 24, 128), "Qwen2-7B": (3584, 18944, 28, 512)}
@@ -109,7 +111,9 @@ def case(model: str, n_experts: int, repeats: int, svd_repeats: int) -> dict[str
     reply = to_array_record(client)  # what a node sends; encoded on the node
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = RunDirectory(tmp, "bench", cfg.model, keep_versions=2)
-        fed = Federation(cfg, run_dir, time.monotonic)
+        fed = Federation(GatewayPlan(cfg.gateway, cfg.model, cfg.run.seed), run_dir,
+                         run_dir.events, time.monotonic)
+        messenger = Messenger(cfg.run.message_ttl)
         for name, w in experts.items():
             fed.experts[name] = ExpertState(name, w)
         fed.refresh_gateway()
@@ -122,7 +126,8 @@ def case(model: str, n_experts: int, repeats: int, svd_repeats: int) -> dict[str
                             current_version=expert.version)
             update_norm_ratio(update, expert.weights, expert.weights)
             fed.publish("e0", fedasync_mix(expert.weights, update, 0.6))
-            expert.record()  # the new version, encoded once for the next dispatch
+            # the new version, encoded once for the next dispatch
+            messenger.weights_record("e0", expert.version, expert.weights)
 
         def gateway() -> None:
             fed.refresh_gateway()  # rebuild + atomic checkpoint, on the gateway worker

@@ -60,7 +60,7 @@ def main() -> None:
                 ups = [json.loads(x) for x in metrics.read_text().splitlines()
                        if '"update"' in x]
                 if ups and len(ups) not in samples:
-                    samples[len(ups)] = rss_mib(int(ups[-1]["process-id"]))
+                    samples[len(ups)] = rss_mib(int(ups[-1]["process_id"]))
             time.sleep(0.5)
     finally:
         deploy(env, "stop-all", check=False)

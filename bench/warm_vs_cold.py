@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from fedmoe_flwr.events import Update, of_kind, read_events
+
 ROOT = Path(__file__).resolve().parents[1]
 NODES = {"py": ("python_expert", "data/python.jsonl"), "sql": ("sql_expert", "data/sql.jsonl"),
          "docs": ("docs_expert", "data/docs.jsonl")}
@@ -73,24 +75,23 @@ def run_case(mode: str, interval: float, duration: float, work: Path) -> list[di
                f"run.output-dir='{out}'", timeout=duration + 900)
     finally:
         deploy(env, "stop-all", check=False)
-    events = [json.loads(line) for line in (out / "b" / "metrics.jsonl").open()]
-    return [e for e in events if e["event"] == "update"]
+    return list(of_kind(read_events(out / "b" / "metrics.jsonl"), Update))
 
 
-def summarise(updates: list[dict]) -> dict:
+def summarise(updates: list[Update]) -> dict:
     """Medians of the per-update split, and the share of node time spent training."""
-    rt = [e["round_trip"] for e in updates]
-    train = [e["train-seconds"] for e in updates]
+    rt = [e.round_trip for e in updates]
+    train = [e.train_seconds for e in updates]
     overhead = [r - t for r, t in zip(rt, train, strict=True)]
-    later = [e for e in updates if e.get("process-seconds", 0) < 5] or updates
+    later = [e for e in updates if e.process_seconds < 5] or updates
     return {"updates": len(updates), "round_trip": statistics.median(rt),
             "train": statistics.median(train), "overhead": statistics.median(overhead),
-            "process": statistics.median(e.get("process-seconds", 0.0) for e in updates),
-            "load": statistics.median(e["load-seconds"] for e in later),
+            "process": statistics.median(e.process_seconds for e in updates),
+            "load": statistics.median(e.load_seconds for e in later),
             "share": sum(train) / sum(rt),
             "pids_per_node": statistics.median(
-                len({e.get("process-id") for e in updates if e["node"] == n})
-                for n in {e["node"] for e in updates})}
+                len({e.process_id for e in updates if e.node == n})
+                for n in {e.node for e in updates})}
 
 
 def load_seconds(name: str) -> float:

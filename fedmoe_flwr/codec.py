@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from .weights import (
+from .weights import Weights
+from .wire import (
     INDEX,
     PACKED,
-    Weights,
     _npy_array,
     _npy_header,
     _vector,
@@ -40,7 +40,7 @@ from .weights import (
     index_entries,
     read_index,
 )
-from .weights import to_array_record as _float32_record
+from .wire import to_array_record as _float32_record
 
 COMPRESSIONS = ("none", "fp16", "int8")
 SCALES = "packed-scales"
@@ -137,26 +137,18 @@ def _quantize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, scale.reshape(-1)
 
 
-class ErrorFeedback:
-    """The rounding error a node still owes the server, per (node, specialty).
+def compress_with_feedback(delta: Weights, owed: Weights | None,
+                           compression: str) -> tuple[Any, Weights]:
+    """Encode ``delta`` plus the rounding error ``owed`` from earlier updates.
 
-    ``compress(delta)`` sends ``delta + owed`` and keeps what the encoding lost,
-    so nothing a node learned is dropped for good, only delayed.
+    Returns the record to send and the error now owed (what this encoding
+    lost), so nothing a node learned is dropped for good, only delayed.  The
+    caller keeps ``owed`` with the node's state (Flower's ``context.state``),
+    wherever that node's next message runs.
     """
-
-    def __init__(self) -> None:
-        self._owed: dict[tuple[int, str], Weights] = {}
-
-    def compress(self, key: tuple[int, str], delta: Weights, compression: str) -> Any:
-        """Encode ``delta`` plus the error owed from earlier updates; remember the new error."""
-        owed = self._owed.get(key)
-        if owed is not None and set(owed) == set(delta):
-            delta = {k: v + owed[k] for k, v in delta.items()}
-        record = encode(delta, compression)
-        sent = decode(record)
-        self._owed[key] = {k: v - sent[k] for k, v in delta.items()}
-        return record
-
-    def owed(self, key: tuple[int, str]) -> Weights | None:
-        """The error carried into ``key``'s next update (for tests and logs)."""
-        return self._owed.get(key)
+    if owed is not None and set(owed) == set(delta) and \
+            all(owed[k].shape == v.shape for k, v in delta.items()):
+        delta = {k: v + owed[k] for k, v in delta.items()}
+    record = encode(delta, compression)
+    sent = decode(record)
+    return record, {k: v - sent[k] for k, v in delta.items()}

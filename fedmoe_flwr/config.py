@@ -17,17 +17,15 @@ import math
 import re
 import typing
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
 from typing import Any
 
 from .codec import COMPRESSIONS
 from .merge.gateway import GATEWAY_METHODS, GATEWAY_WEIGHTINGS
-from .merge.staleness import STALENESS_FUNCTIONS
 
 QWEN_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ON_ERROR = ("fail", "skip")
-SYNC_SCOPES = ("global", "specialty")
-STALE_RULES = ("mix", "delta")  # FedAsync: how a stale update enters (strategies/fedasync.py)
 ROUTER_METHODS = ("centroid", "ngrams", "loss", "keywords")
 ROUTER_COMBINE = ("mix", "stitch")
 QUANTIZATION_BITS = (0, 4, 8)
@@ -96,7 +94,8 @@ class Section:
 
     def __post_init__(self) -> None:
         for f in fields(self):  # type: ignore[arg-type]
-            _check_value(f.metadata, getattr(self, f.name))
+            if "key" in f.metadata:
+                _check_value(f.metadata, getattr(self, f.name))
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,8 @@ class ModelConfig(Section):
     lora_dropout: float = setting(0.0, "model.lora-dropout", "dropout on the LoRA path",
                                   ge=0.0, lt=1.0)
     target_modules: tuple[str, ...] = setting(QWEN_LINEAR_MODULES, "model.target-modules",
-                                              "all linear projections of Qwen")
+                                              "LoRA targets: by default every linear "
+                                              "projection of Qwen (and Llama) layers")
     gradient_checkpointing: bool = setting(False, "model.gradient-checkpointing",
                                            "trade compute for memory on large models (GPU)")
 
@@ -150,7 +150,8 @@ class TrainConfig(Section):
     max_seq_len: int = setting(192, "train.max-seq-len", "tokens per example (prompt + answer), "
                                "answer tail truncated", ge=16, le=131_072)
     prompt_loss_weight: float = setting(0.1, "train.prompt-loss-weight", "weight of prompt "
-                                        "tokens in the training loss (answer tokens: 1)",
+                                        "tokens in the training loss (answer tokens: 1); lets "
+                                        "the loss router score prompts",
                                         ge=0, le=1)
     torch_threads: int = setting(1, "train.torch-threads", "torch threads per node "
                                  "(0 = torch default)", ge=0, le=1024)
@@ -170,47 +171,41 @@ class DataConfig(Section):
 
 @dataclass(frozen=True)
 class StrategyConfig(Section):
-    """Aggregation strategy and its parameters (see ``strategies/``)."""
+    """Which aggregation strategy runs, and the checks every update passes before it.
 
-    name: str = setting("fedasync", "strategy.name", "aggregation strategy (checked by "
-                        "strategies/registry.py, which owns the names)")
-    alpha: float = setting(0.6, "strategy.alpha", "FedAsync server mixing rate", gt=0, le=1)
-    fresh_alpha: float = setting(1.0, "strategy.fresh-alpha", "FedAsync mixing rate of a fresh "
-                                 "update (tau = 0: nobody else contributed since its base)",
-                                 gt=0, le=1)
-    stale_rule: str = setting("delta", "strategy.stale-rule", "fedasync: how a stale update "
-                              "enters: delta (w <- w + a (w_client - w_base)) or mix "
-                              "(w <- (1-a) w + a w_client, the paper)", choices=STALE_RULES)
-    staleness: str = setting("polynomial", "strategy.staleness", "s(tau)",
-                             choices=STALENESS_FUNCTIONS)
-    staleness_a: float = setting(0.5, "strategy.staleness-a", "polynomial exponent / hinge "
-                                 "slope", ge=0, le=100)
-    staleness_b: int = setting(4, "strategy.staleness-b", "hinge: staleness tolerated at full "
-                               "weight", ge=0, le=10**6)
-    staleness_decay: float = setting(0.5, "strategy.staleness-decay", "exponential: "
-                                     "s(tau) = decay ** tau", gt=0, le=1)
+    Each strategy declares its own parameters (``strategy.<name>.<key>``, see
+    ``strategies/``); they arrive here unparsed in ``params`` and are parsed by
+    the strategy's own section when the server builds it
+    (:func:`fedmoe_flwr.server.policy.build_strategy`), so this module never
+    needs to know the strategies.
+    """
+
+    name: str = setting("fedasync", "strategy.name", "aggregation strategy: fedasync | fedbuff "
+                        "| fedavg | flower-fedavg (the registry of strategies/ owns the names)")
     max_staleness: int = setting(20, "strategy.max-staleness", "updates staler than this "
                                  "(in versions) are dropped", ge=0, le=10**6)
     max_update_norm: float = setting(10.0, "strategy.max-update-norm", "reject an update whose "
                                      "change is over this many times the expert's L2 norm "
                                      "(0 = no bound)", ge=0, le=1e6)
-    buffer_size: int = setting(3, "strategy.buffer-size", "fedbuff: deltas buffered per "
-                               "specialty before one server step (K)", ge=1, le=10**4)
-    server_lr: float = setting(1.0, "strategy.server-lr", "fedbuff: server learning rate "
-                               "eta_g", gt=0, le=100)
-    round_timeout: float = setting(0.0, "strategy.round-timeout", "fedavg: seconds a round "
-                                   "waits (0 = wait for all)", ge=0, le=DAY)
-    sync_scope: str = setting("global", "strategy.sync-scope", "fedavg: one barrier for all "
-                              "nodes or one per specialty", choices=SYNC_SCOPES)
+    params: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"run config key 'strategy.name' must be a strategy name, got "
+                              f"{self.name!r}")
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
 
 
 @dataclass(frozen=True)
 class GatewayConfig(Section):
     """How the gateway adapter is built from the experts."""
 
-    method: str = setting("cat", "gateway.method", "gateway merge", choices=GATEWAY_METHODS)
-    weighting: str = setting("examples", "gateway.weighting", "expert weights in the merge",
-                             choices=GATEWAY_WEIGHTINGS)
+    method: str = setting("cat", "gateway.method", "gateway merge: cat, svd, ties, dare-ties "
+                          "(exact, in weight-update space), weighted-average or sum (of A and B)",
+                          choices=GATEWAY_METHODS)
+    weighting: str = setting("examples", "gateway.weighting", "expert weights in the merge: "
+                             "examples (seen per expert) or equal", choices=GATEWAY_WEIGHTINGS)
     rank: int = setting(0, "gateway.rank", "svd / ties / dare-ties: gateway LoRA rank "
                         "(0 = experts' rank)", ge=0, le=4096)
     density: float = setting(0.5, "gateway.density", "ties / dare-ties: fraction of each "
@@ -225,16 +220,17 @@ class GatewayConfig(Section):
 class RouterConfig(Section):
     """How ``fedmoe ask`` picks experts (and what nodes send for it at registration)."""
 
-    method: str = setting("ngrams", "router.method", "ngrams | centroid | loss | keywords",
-                          choices=ROUTER_METHODS)
+    method: str = setting("ngrams", "router.method", "ngrams (character n-gram naive Bayes), "
+                          "centroid (nearest mean prompt embedding), loss (lowest prompt loss) "
+                          "or keywords (regex rules)", choices=ROUTER_METHODS)
     top_k: int = setting(2, "router.top-k", "at most this many experts per question",
                          ge=1, le=64)
-    threshold: float = setting(0.25, "router.threshold", "minimum routing weight of an expert",
-                               gt=0, le=1)
+    threshold: float = setting(0.25, "router.threshold", "an expert is used when its routing "
+                               "weight (softmax of scores) is at least this", gt=0, le=1)
     temperature: float = setting(0.25, "router.temperature", "softmax temperature of the "
                                  "routing scores", gt=0, le=100)
-    combine: str = setting("mix", "router.combine", "several experts: mix | stitch",
-                           choices=ROUTER_COMBINE)
+    combine: str = setting("mix", "router.combine", "several experts: mix (one weighted cat "
+                           "adapter) or stitch (one answer each, joined)", choices=ROUTER_COMBINE)
     centroid_examples: int = setting(256, "router.centroid-examples", "training prompts each "
                                      "node averages into its centroid (0 = none)",
                                      ge=0, le=100_000)
@@ -263,10 +259,12 @@ class RunSettings(Section):
                                           "mid-run (up to run.max-experts)")
     max_experts: int = setting(16, "run.max-experts", "cap on the number of experts, "
                                "configured and new", ge=1, le=1000)
-    duration: float = setting(120.0, "run.duration", "seconds of training", gt=0, le=30 * DAY)
+    duration: float = setting(120.0, "run.duration", "seconds of training after registration "
+                              "and the initial evaluation", gt=0, le=30 * DAY)
     max_updates: int = setting(0, "run.max-updates", "stop after this many merged updates "
                                "(0 = only run.duration)", ge=0, le=10**9)
-    output_dir: str = setting("outputs", "run.output-dir", "run directories go here")
+    output_dir: str = setting("outputs", "run.output-dir", "run directories go here (relative "
+                              "to where the SuperLink started)")
     name: str = setting("", "run.name", "run directory name (\"\" = <timestamp>-<strategy>)")
     seed: int = setting(42, "run.seed", "seeds every node's batch order", ge=0, le=2**32 - 1)
     register_timeout: float = setting(180.0, "run.register-timeout", "seconds to wait for at "
@@ -279,7 +277,7 @@ class RunSettings(Section):
                                     "sent an error reply is asked to register again",
                                     ge=0, le=DAY)
     keep_versions: int = setting(2, "run.keep-versions", "checkpointed versions kept per "
-                                 "adapter (0 = all)", ge=0, le=10**6)
+                                 "adapter (0 = all, for benchmarks)", ge=0, le=10**6)
     resume_from: str = setting("", "run.resume-from", "a run directory to continue from")
     eval_every: float = setting(0.0, "eval.every-s", "also evaluate every N seconds "
                                 "(0 = start and end only)", ge=0, le=DAY)
@@ -350,7 +348,9 @@ class SimulationConfig(Section):
                                            "data/docs.jsonl"), "sim.data-paths",
                                           "one file per entry above")
     speed_factors: tuple[float, ...] = setting((1.0, 1.0, 1.0, 2.0), "sim.speed-factors",
-                                               "per partition; 4 = four times slower",
+                                               "per partition; 4 = four times slower (a "
+                                               "straggler); the default's partition 3 is a "
+                                               "second, slower python node",
                                                ge=1.0, le=1000.0)
     seconds_per_token: float = setting(0.0, "sim.seconds-per-token", "simulated compute "
                                        "cost: every step lasts speed factor x its padded "
@@ -418,24 +418,46 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def section_fields(cls: type) -> list[Any]:
+    """The declared run-config keys of one section (fields with a ``key``)."""
+    return [f for f in fields(cls) if "key" in f.metadata]
+
+
 def config_fields() -> Iterator[tuple[str, type, Any]]:
-    """Every declared key as ``(section attribute, section class, dataclass field)``."""
+    """Every key of the core sections as ``(section attribute, section class, field)``.
+
+    Strategy parameters are declared by each strategy (``Strategy.Params``).
+    """
     hints = _hints(AppConfig)
     for section in fields(AppConfig):
         cls = hints[section.name]
-        for f in fields(cls):
+        for f in section_fields(cls):
             yield section.name, cls, f
 
 
+def field_default(f: Any) -> Any:
+    """A field's default, spelt as ``pyproject.toml`` spells it (lists comma-joined)."""
+    value = f.default_factory() if callable(f.default_factory) else f.default
+    if isinstance(value, tuple):
+        value = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return value
+
+
 def default_run_config() -> dict[str, Any]:
-    """The flat run config of the defaults, spelt as ``pyproject.toml`` spells it."""
-    out: dict[str, Any] = {}
-    for _, _, f in config_fields():
-        value = f.default_factory() if callable(f.default_factory) else f.default
-        if isinstance(value, tuple):
-            value = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
-        out[f.metadata["key"]] = value
-    return out
+    """The flat run config of the core defaults, spelt as ``pyproject.toml`` spells it."""
+    return {f.metadata["key"]: field_default(f) for _, _, f in config_fields()}
+
+
+def is_strategy_param(key: str) -> bool:
+    """``strategy.<name>.<key>``: a strategy's own parameter (parsed by the strategy)."""
+    return key.startswith("strategy.") and key.count(".") >= 2
+
+
+def parse_section(cls: type, raw: Mapping[str, Any]) -> Any:
+    """One section from the flat run config: its declared keys coerced, ranges checked."""
+    values = {f.name: _coerce(f.metadata["key"], _hints(cls)[f.name], raw[f.metadata["key"]])
+              for f in section_fields(cls) if f.metadata["key"] in raw}
+    return cls(**values)
 
 
 def parse_run_config(raw: Mapping[str, Any]) -> AppConfig:
@@ -444,17 +466,15 @@ def parse_run_config(raw: Mapping[str, Any]) -> AppConfig:
     Missing keys take the declared defaults, so tests and the Python API can
     pass only what they change.  Unknown keys are rejected: a misspelt key
     that is silently ignored is the most expensive kind of config bug.
+    Strategy parameters (``strategy.<name>.<key>``) are kept for the strategy,
+    which checks them when the server builds it.
     """
     keys = {f.metadata["key"] for _, _, f in config_fields()}
-    unknown = sorted(set(raw) - keys)
+    unknown = sorted(k for k in set(raw) - keys if not is_strategy_param(k))
     if unknown:
         raise ConfigError(f"unknown run config key(s) {unknown}; valid keys: {sorted(keys)}")
-    values: dict[str, dict[str, Any]] = {}
-    for section, cls, f in config_fields():
-        key = f.metadata["key"]
-        if key in raw:
-            kind = _hints(cls)[f.name]
-            values.setdefault(section, {})[f.name] = _coerce(key, kind, raw[key])
     hints = _hints(AppConfig)
-    return AppConfig(**{s.name: hints[s.name](**values.get(s.name, {}))
-                        for s in fields(AppConfig)})
+    sections = {s.name: parse_section(hints[s.name], raw) for s in fields(AppConfig)}
+    params = {k: v for k, v in raw.items() if is_strategy_param(k)}
+    sections["strategy"] = replace(sections["strategy"], params=params)
+    return AppConfig(**sections)

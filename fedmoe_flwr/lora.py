@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from .config import ModelConfig
+from .contract import LoraSignature
 
 
 def lora_kwargs(cfg: ModelConfig, rank: int = 0, alpha: int = 0) -> dict[str, Any]:
@@ -33,7 +34,6 @@ def adapter_config(cfg: ModelConfig, base_model: str, rank: int = 0,
             **lora_kwargs(cfg, rank, alpha)}
 
 
-def lora_signature(cfg: ModelConfig) -> dict[str, Any]:
+def lora_signature(cfg: ModelConfig) -> LoraSignature:
     """What must match between nodes and server for adapters to be exchangeable."""
-    return {"r": cfg.lora_r, "alpha": cfg.lora_alpha,
-            "target_modules": json.dumps(sorted(cfg.target_modules))}
+    return LoraSignature(cfg.lora_r, cfg.lora_alpha, json.dumps(sorted(cfg.target_modules)))

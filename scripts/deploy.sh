@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deploy the federation across machines: certificates, SuperNode keys, and start / stop /
 # status of a SuperLink and of SuperNodes (pid files + log files), secure by default
-# (TLS + SuperNode authentication). See README "Deploy across machines".
+# (TLS + SuperNode authentication). See docs/deployment.md.
 #
 #   machine A:  bash scripts/deploy.sh certs coordinator.example.org 10.0.0.5
 #               bash scripts/deploy.sh superlink start

@@ -1,17 +1,20 @@
-"""Aggregation strategies selectable by ``strategy.name`` (see ``registry``)."""
+"""Aggregation strategies selectable by ``strategy.name``: one file each, one line below.
 
-from .base import DueMerge, Member, Outcome, Strategy, Update
+Each module declares a :class:`fedmoe_flwr.server.policy.Strategy` with its own
+``Params`` (run-config keys ``strategy.<name>.*``); :func:`register` makes it
+selectable.  Adding a strategy is a new file here and one ``register`` line.
+"""
+
+from fedmoe_flwr.server.policy import register
+
 from .fedasync import FedAsync
 from .fedavg import FedAvg
 from .fedbuff import FedBuff
-from .registry import (
-    PEER_BASELINES,
-    STRATEGIES,
-    build_strategy,
-    check_strategy_name,
-    strategy_class,
-)
+from .flower_fedavg import FlowerFedAvg
 
-__all__ = ["PEER_BASELINES", "STRATEGIES", "DueMerge", "FedAsync", "FedAvg", "FedBuff", "Member",
-           "Outcome", "Strategy", "Update", "build_strategy", "check_strategy_name",
-           "strategy_class"]
+register(FedAsync)
+register(FedBuff)
+register(FedAvg)
+register(FlowerFedAvg)
+
+__all__ = ["FedAsync", "FedAvg", "FedBuff", "FlowerFedAvg"]

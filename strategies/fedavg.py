@@ -2,16 +2,16 @@
 
 McMahan et al. 2017, "Communication-Efficient Learning of Deep Networks from
 Decentralized Data", arXiv:1602.05629.  A round sends every idle registered
-node of the round's scope its specialty's current adapter and waits for all
-of them, or until ``strategy.round-timeout`` (replies after that are dropped
-and counted as late).  Then each specialty's expert becomes the average of its
-nodes' adapters weighted by the examples each trained on, one version per
+node of the round's scope its adapter's current weights and waits for all of
+them, or until ``strategy.fedavg.round-timeout`` (replies after that are
+dropped and counted as late).  Then each adapter becomes the average of its
+nodes' weights weighted by the examples each trained on, one version per
 round, and the next round starts.
 
-``strategy.sync-scope = "global"`` is one barrier for the whole federation,
-which is how a standard Flower ServerApp with ``FedAvg`` runs rounds
-(FlowerTune); ``"specialty"`` gives each specialty its own barrier, so a slow
-node holds back only its own expert.
+``strategy.fedavg.sync-scope = "global"`` is one barrier for the whole
+federation, which is how a standard Flower ServerApp with ``FedAvg`` runs
+rounds (FlowerTune); ``"specialty"`` gives each specialty its own barrier, so
+a slow node holds back only its own expert.
 """
 
 from __future__ import annotations
@@ -19,14 +19,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from fedmoe_flwr.config import DAY, Section, setting
+from fedmoe_flwr.events import Round as RoundEvent
 from fedmoe_flwr.merge.rules import weighted_average
+from fedmoe_flwr.server.policy import DueMerge, Member, Outcome, Strategy, Update
 from fedmoe_flwr.weights import Weights
 
-from .base import DueMerge, Member, Outcome, Strategy, Update
-
 log = logging.getLogger("fedmoe.server")
+
+
+@dataclass(frozen=True)
+class FedAvgParams(Section):
+    """FedAvg's round timeout and barrier scope."""
+
+    round_timeout: float = setting(0.0, "strategy.fedavg.round-timeout", "seconds a round "
+                                   "waits; later replies are dropped (0 = wait for all)",
+                                   ge=0, le=DAY)
+    sync_scope: str = setting("global", "strategy.fedavg.sync-scope", "one barrier for all "
+                              "nodes (global) or one per specialty",
+                              choices=("global", "specialty"))
 
 
 @dataclass
@@ -41,17 +53,18 @@ class Round:
 
 
 class FedAvg(Strategy):
-    """Synchronous rounds with an example-weighted average per specialty."""
+    """Synchronous rounds with an example-weighted average per adapter."""
 
     name = "fedavg"
+    Params = FedAvgParams
 
-    def __init__(self, cfg: Any, **kwargs: Any) -> None:
-        super().__init__(cfg, **kwargs)
+    def __init__(self, params: FedAvgParams | None = None) -> None:
+        super().__init__(params)
         self.rounds: dict[str, Round] = {}  # scope -> its open round
         self.round_count = 0
 
     def _scope(self, specialty: str) -> str:
-        return "all" if self.cfg.sync_scope == "global" else specialty
+        return "all" if self.params.sync_scope == "global" else specialty
 
     def select(self, idle: Sequence[Member], members: Sequence[Member],
                now: float) -> list[Member]:
@@ -70,17 +83,21 @@ class FedAvg(Strategy):
             chosen += joining
         return chosen
 
-    def expects(self, node_id: int, specialty: str) -> bool:
-        """Only replies of the open round count; later ones arrived after a timeout."""
-        rnd = self.rounds.get(self._scope(specialty))
-        return rnd is not None and node_id in rnd.pending
+    def _round_of(self, node_id: int) -> Round | None:
+        return next((r for r in self.rounds.values() if node_id in r.pending), None)
+
+    def expects(self, node_id: int, adapter: str) -> bool:
+        """Only replies of an open round count; later ones arrived after a timeout."""
+        return self._round_of(node_id) is not None
 
     def on_update(self, update: Update, current: Weights, now: float) -> Outcome:
         """Keep the update for its round's average; nothing changes until the round closes."""
-        rnd = self.rounds[self._scope(update.specialty)]
+        rnd = self._round_of(update.node_id)
+        if rnd is None:  # the loop asks expects() first; a late reply never gets here
+            raise RuntimeError(f"node {update.node_id} has no open round")
         rnd.pending.discard(update.node_id)
-        rnd.updates.setdefault(update.specialty, []).append((update.weights,
-                                                             update.num_examples))
+        rnd.updates.setdefault(update.adapter, []).append((update.weights,
+                                                           update.num_examples))
         return Outcome(None, 0.0, "buffered")
 
     def on_missing(self, node_id: int) -> None:
@@ -90,7 +107,7 @@ class FedAvg(Strategy):
 
     def on_tick(self, now: float, versions: Mapping[str, int]) -> list[DueMerge]:
         """Close rounds that every node answered or that timed out: one average each."""
-        timeout = self.cfg.round_timeout
+        timeout = self.params.round_timeout
         closed = [rnd for rnd in self.rounds.values()
                   if not rnd.pending or (timeout and now - rnd.started >= timeout)]
         merges: list[DueMerge] = []
@@ -99,17 +116,20 @@ class FedAvg(Strategy):
             merges += self._close(rnd, now, versions)
         return merges
 
+    def average(self, updates: list[tuple[Weights, int]]) -> Weights:
+        """One adapter's round average, weighted by examples trained on."""
+        return weighted_average([w for w, _ in updates], [n for _, n in updates])
+
     def _close(self, rnd: Round, now: float, versions: Mapping[str, int]) -> list[DueMerge]:
-        merges = [DueMerge(s, weighted_average([w for w, _ in ups], [n for _, n in ups]))
-                  for s, ups in sorted(rnd.updates.items())]
-        new_versions = {m.specialty: versions[m.specialty] + 1 for m in merges}
+        merges = [DueMerge(a, self.average(ups)) for a, ups in sorted(rnd.updates.items())]
+        new_versions = {m.adapter: versions[m.adapter] + 1 for m in merges}
         late = sorted(rnd.pending)
         log.info("round %d (%s) closed after %.1fs: %s%s", rnd.number, rnd.scope,
                  now - rnd.started, ", ".join(f"{s} -> v{v} ({len(rnd.updates[s])} update(s))"
                                               for s, v in new_versions.items()) or "no updates",
                  f"; timed out waiting for node(s) {late}" if late else "")
-        self.log_event("round", number=rnd.number, scope=rnd.scope,
-                       seconds=round(now - rnd.started, 3), versions=new_versions,
-                       updates={s: len(u) for s, u in rnd.updates.items()},
-                       timed_out=[str(n) for n in late])
+        self.emit(RoundEvent(number=rnd.number, scope=rnd.scope,
+                             seconds=round(now - rnd.started, 3), versions=new_versions,
+                             updates={s: len(u) for s, u in rnd.updates.items()},
+                             timed_out=[str(n) for n in late]))
         return merges

@@ -3,38 +3,49 @@
 "Federated Learning with Buffered Asynchronous Aggregation", AISTATS 2022,
 arXiv:2106.06639.  Per specialty, client deltas (``w_client - w_base``, where
 ``w_base`` is the adapter the node trained from) are buffered with weight
-``1 / sqrt(1 + tau)``; when ``K = strategy.buffer-size`` have arrived the
+``1 / sqrt(1 + tau)``; when ``K = strategy.fedbuff.buffer-size`` have arrived the
 server steps ``w <- w + eta_g * mean(weighted deltas)`` and bumps the
 version.  Staleness ``tau`` is in expert versions, measured on arrival.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
+from fedmoe_flwr.config import Section, setting
 from fedmoe_flwr.merge.rules import fedbuff_apply, fedbuff_staleness_weight
+from fedmoe_flwr.server.policy import Outcome, Strategy, Update
 from fedmoe_flwr.weights import Weights
 
-from .base import Outcome, Strategy, Update
+
+@dataclass(frozen=True)
+class FedBuffParams(Section):
+    """FedBuff's buffer size and server learning rate."""
+
+    buffer_size: int = setting(3, "strategy.fedbuff.buffer-size", "deltas buffered per expert "
+                               "before one server step (K)", ge=1, le=10**4)
+    server_lr: float = setting(1.0, "strategy.fedbuff.server-lr", "server learning rate eta_g",
+                               gt=0, le=100)
 
 
 class FedBuff(Strategy):
-    """FedBuff with a per-specialty buffer of ``K`` staleness-weighted deltas."""
+    """FedBuff with a per-adapter buffer of ``K`` staleness-weighted deltas."""
 
     name = "fedbuff"
+    Params = FedBuffParams
 
-    def __init__(self, cfg: Any, **kwargs: Any) -> None:
-        super().__init__(cfg, **kwargs)
+    def __init__(self, params: FedBuffParams | None = None) -> None:
+        super().__init__(params)
         self.buffers: dict[str, list[tuple[Weights, float]]] = {}
 
     def on_update(self, update: Update, current: Weights, now: float) -> Outcome:
         """Buffer the delta; apply the buffer when it holds K deltas."""
         scale = fedbuff_staleness_weight(update.staleness)
-        buffer = self.buffers.setdefault(update.specialty, [])
+        buffer = self.buffers.setdefault(update.adapter, [])
         buffer.append(({k: update.weights[k] - update.base[k] for k in update.weights}, scale))
-        if len(buffer) < self.cfg.buffer_size:
+        if len(buffer) < self.params.buffer_size:
             return Outcome(None, scale, "buffered")
         deltas, scales = zip(*buffer, strict=True)
         buffer.clear()
-        return Outcome(fedbuff_apply(current, list(deltas), list(scales), self.cfg.server_lr),
+        return Outcome(fedbuff_apply(current, list(deltas), list(scales), self.params.server_lr),
                        scale)

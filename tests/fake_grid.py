@@ -12,19 +12,27 @@ import json
 from collections.abc import Callable, Iterable
 
 import numpy as np
-from flwr.app import ConfigRecord, Error, Message, MetricRecord, RecordDict
+from flwr.app import Error, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
-from fedmoe_flwr import contract as C
-from fedmoe_flwr.codec import decode, encode
+import strategies  # noqa: F401  (registers the built-in strategies)
+from fedmoe_flwr.codec import encode
 from fedmoe_flwr.config import parse_run_config
+from fedmoe_flwr.contract import (
+    EvalInstruction,
+    EvalReply,
+    Registration,
+    TrainInstruction,
+    TrainMetrics,
+    TrainReply,
+)
 from fedmoe_flwr.lora import lora_signature
 from fedmoe_flwr.server.artifacts import RunDirectory
 from fedmoe_flwr.server.loop import FederationLoop
+from fedmoe_flwr.server.policy import build_strategy
 from fedmoe_flwr.server.resume import load_resume_state
-from fedmoe_flwr.weights import to_array_record
-from strategies import build_strategy
+from fedmoe_flwr.wire import to_array_record
 
 Behaviour = Callable[[Message], tuple[RecordDict | Error, int]]
 
@@ -98,30 +106,24 @@ def make_node(specialty, *, delay=1, step=1.0, corrupt=None, error_on_train=None
     def behave(msg):
         kind = msg.metadata.message_type
         if kind == "query":
-            info = ConfigRecord({
-                C.SPECIALTY: specialty, C.NUM_TRAIN: 100, C.NUM_EVAL: 10, C.BASE_MODEL: "m",
-                C.MODEL_FINGERPRINT: "fp", C.LORA_R: sig["r"], C.LORA_ALPHA: sig["alpha"],
-                C.LORA_TARGETS: sig["target_modules"], C.DEVICE: "cpu"})
-            return RecordDict({C.INFO: info, C.ADAPTER: to_array_record(INIT)}), join_delay
+            reg = Registration(specialty, 100, 10, "fp", "cpu", sig, INIT)
+            return reg.to_content(), join_delay
         if kind == "evaluate":
-            names = [n.removeprefix(C.EVAL_PREFIX) for n in msg.content.array_records]
-            return RecordDict({C.EVAL_LOSSES: MetricRecord({n: 1.0 for n in names})}), 1
+            _, adapters = EvalInstruction.from_content(msg.content)
+            return EvalReply({n: 1.0 for n in adapters}).to_content(), 1
         state["trains"] += 1
         if error_on_train and state["trains"] == error_on_train:
             return Error(code=5, reason="node unavailable"), delay
-        received = decode(msg.content[C.ADAPTER])
+        instr, received = TrainInstruction.from_content(msg.content)
         weights = {k: v + step for k, v in received.items()}
         if corrupt and state["trains"] == 1:
             weights = corrupt(weights)
-        metrics = MetricRecord({
-            C.NUM_EXAMPLES: examples, C.TRAIN_LOSS: 1.0, C.STEPS: 1, C.TOKENS: 10,
-            C.TRAIN_SECONDS: 0.1, C.LOAD_SECONDS: 0.0,
-            C.BASE_VERSION: int(msg.content[C.CONFIG][C.VERSION])})
+        metrics = TrainMetrics(examples, 1.0, 1, 10, 0.1, 0.0, instr.version)
         if compression:
             delta = {k: weights[k] - received[k] if np.shape(received.get(k)) == np.shape(v)
                      else v for k, v in weights.items()}  # a corrupt shape travels as it is
-            return RecordDict({C.DELTA: encode(delta, compression), C.METRICS: metrics}), delay
-        return RecordDict({C.ADAPTER: to_array_record(weights), C.METRICS: metrics}), delay
+            return TrainReply(metrics, True).to_content(encode(delta, compression)), delay
+        return TrainReply(metrics, False).to_content(to_array_record(weights)), delay
 
     return behave
 
@@ -140,7 +142,7 @@ def run(tmp_path, nodes, plot=False, grids=None, **overrides):
     resume = (load_resume_state(cfg.run.resume_from, cfg.model, cfg.run.specialties,
                                 cfg.run.allow_new_specialties)
               if cfg.run.resume_from else None)
-    strategy = build_strategy(cfg.strategy.name, cfg.strategy, log_event=run_dir.log_event)
+    strategy = build_strategy(cfg)
     loop = FederationLoop(
         cfg=cfg, run_dir=run_dir, strategy=strategy, clock=lambda: now[0],
         sleep=lambda dt: now.__setitem__(0, now[0] + dt), poll_interval=0.05, resume=resume,

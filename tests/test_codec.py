@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord
 
-from fedmoe_flwr.codec import SCALES, ErrorFeedback, _quantize, decode, encode
-from fedmoe_flwr.weights import INDEX, PACKED
+from fedmoe_flwr.codec import SCALES, _quantize, compress_with_feedback, decode, encode
+from fedmoe_flwr.wire import INDEX, PACKED
 
 RNG = np.random.default_rng(0)
 W = {"m.lora_A.weight": RNG.normal(size=(8, 512)).astype(np.float32),
@@ -40,14 +40,14 @@ def test_roundtrip_error_and_bytes(compression, ratio, tolerance):
 
 
 def test_error_feedback_sends_what_was_lost_next_time():
-    feedback, key = ErrorFeedback(), (7, "sql_expert")
     delta = {k: v * 1e-3 for k, v in W.items()}
     total_sent = {k: np.zeros_like(v) for k, v in W.items()}
+    owed = None
     for _ in range(20):  # the same change twenty times: the sum of what arrives tracks 20x it
-        sent = decode(feedback.compress(key, delta, "int8"))
+        record, owed = compress_with_feedback(delta, owed, "int8")
+        sent = decode(record)
         for k in total_sent:
             total_sent[k] += sent[k]
-    owed = feedback.owed(key)
     for k, v in delta.items():  # sent + still owed == everything the node learned
         np.testing.assert_allclose(total_sent[k] + owed[k], 20 * v, rtol=1e-4, atol=1e-7)
         assert np.abs(owed[k]).max() <= np.abs(20 * v).max() / 127  # at most one step behind

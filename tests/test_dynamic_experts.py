@@ -22,7 +22,7 @@ def test_a_new_specialty_gets_an_expert_joins_the_gateway_and_trains(tmp_path):
     assert "rust_expert" in summary["gateway"]["coefficients"]
     assert (loop.federation.run_dir.root / "experts" / "rust_expert" / "meta.json").exists()
     versions = [e for e in events[new[0]:] if e["event"] == "version"]
-    assert {e["specialty"] for e in versions} == {"python_expert", "sql_expert", "rust_expert"}
+    assert {e["adapter"] for e in versions} == {"python_expert", "sql_expert", "rust_expert"}
 
 
 def test_new_specialties_are_refused_when_off_or_over_the_cap(tmp_path):

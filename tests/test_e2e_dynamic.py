@@ -41,9 +41,9 @@ def test_a_specialty_that_joins_mid_run_becomes_an_expert(tmp_path):
     assert "shell_expert" in json.loads((run / "router.json").read_text())["specialties"]
     for specialty in ("python_expert", "sql_expert", "docs_expert"):  # never held back
         before = [e["version"] for e in events[:new] if e["event"] == "version"
-                  and e["specialty"] == specialty]
+                  and e["adapter"] == specialty]
         after = [e["version"] for e in events[new:] if e["event"] == "version"
-                 and e["specialty"] == specialty]
+                 and e["adapter"] == specialty]
         assert before and after and min(after) > max(before), specialty
     listed = subprocess.run([str(FEDMOE), "experts", run], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=300)

@@ -49,7 +49,7 @@ def test_a_gguf_of_qwen2_tiny_dequantizes_to_the_same_weights(tiny_gguf):
 
 def test_a_quantized_gguf_loads_in_4_bits_and_trains(tmp_path):
     from fedmoe_flwr.node.data import load_local_data, tokenize
-    from fedmoe_flwr.node.training import evaluate_loss, train_for_budget
+    from fedmoe_flwr.node.training import TrainSpec, evaluate_loss, train_for_budget
 
     q8 = write_gguf(ensure_tiny_model(), tmp_path / "tiny-q8_0.gguf", dtype="q8_0")
     torch.set_num_threads(2)
@@ -65,8 +65,8 @@ def test_a_quantized_gguf_loads_in_4_bits_and_trains(tmp_path):
     held = list(tokenize(data.eval, loaded.tokenizer, 96))[:8]
     pad = loaded.tokenizer.pad_token_id
     before = evaluate_loss(loaded.peft_model, held, pad_id=pad, device=loaded.device)
-    train_for_budget(loaded.peft_model, rows, pad_id=pad, device=loaded.device, batch_size=8,
-                     learning_rate=3e-3, time_budget=3600, max_steps=12)
+    train_for_budget(loaded.peft_model, rows, pad_id=pad, device=loaded.device,
+                     spec=TrainSpec(8, 3e-3, 3600, max_steps=12))
     after = evaluate_loss(loaded.peft_model, held, pad_id=pad, device=loaded.device)
     assert after < before, (before, after)
 

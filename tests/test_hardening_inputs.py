@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+import strategies  # noqa: F401  (registers the built-in strategies)
 from fedmoe_flwr.config import ConfigError, parse_run_config
 from fedmoe_flwr.node.data import MAX_LINE_BYTES, DataError, read_jsonl
+from fedmoe_flwr.server.policy import build_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = json.dumps({"prompt": "p", "reference_code": "c"})
@@ -116,14 +118,14 @@ BAD_CONFIG = [
     ("data.eval-fraction", 0.0, "data.eval-fraction"), ("data.eval-fraction", 1.0,
                                                         "data.eval-fraction"),
     ("data.max-eval-examples", 0, "data.max-eval-examples"),
-    ("strategy.alpha", math.inf, "strategy.alpha"), ("strategy.staleness-a", -1.0,
-                                                     "strategy.staleness-a"),
-    ("strategy.staleness-decay", 0.0, "strategy.staleness-decay"),
+    ("strategy.fedasync.alpha", math.inf, "strategy.fedasync.alpha"),
+    ("strategy.fedasync.staleness-a", -1.0, "strategy.fedasync.staleness-a"),
+    ("strategy.fedasync.staleness-decay", 0.0, "strategy.fedasync.staleness-decay"),
     ("strategy.max-staleness", -1, "strategy.max-staleness"),
     ("strategy.max-update-norm", -1.0, "strategy.max-update-norm"),
     ("strategy.max-update-norm", math.inf, "strategy.max-update-norm"),
-    ("strategy.server-lr", math.inf, "strategy.server-lr"),
-    ("strategy.server-lr", 1e9, "strategy.server-lr"),
+    ("strategy.fedbuff.server-lr", math.inf, "strategy.fedbuff.server-lr"),
+    ("strategy.fedbuff.server-lr", 1e9, "strategy.fedbuff.server-lr"),
     ("gateway.rank", -1, "gateway.rank"), ("gateway.density", 0.0, "gateway.density"),
     ("router.top-k", 0, "router.top-k"), ("router.threshold", 0.0, "router.threshold"),
     ("router.temperature", 0.0, "router.temperature"),
@@ -150,10 +152,10 @@ BAD_CONFIG = [
     ("run.specialties", ",,", "run.specialties"),
     ("sim.specialties", "x/y,a,b", "sim.specialties"),
     # choices and unknown keys
-    ("strategy.staleness", "cubic", "strategy.staleness"), ("router.combine", "vote",
-                                                            "router.combine"),
-    ("gateway.weighting", "loss", "gateway.weighting"), ("strategy.sync-scope", "",
-                                                         "strategy.sync-scope"),
+    ("strategy.fedasync.staleness", "cubic", "strategy.fedasync.staleness"),
+    ("router.combine", "vote", "router.combine"),
+    ("gateway.weighting", "loss", "gateway.weighting"), ("strategy.fedavg.sync-scope", "",
+                                                         "strategy.fedavg.sync-scope"),
     ("train.learning_rate", 0.1, "unknown run config key"),
     ("run", 1, "unknown run config key"),
 ]
@@ -162,8 +164,9 @@ BAD_CONFIG = [
 @pytest.mark.parametrize(("key", "value", "message"), BAD_CONFIG,
                          ids=[f"{k}={v!r}"[:40] for k, v, _ in BAD_CONFIG])
 def test_bad_config_value_names_the_key(key, value, message):
+    # What the ServerApp does before any write: the run config, then the strategy's own keys.
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
-        parse_run_config({key: value})
+        build_strategy(parse_run_config({key: value}))
 
 
 BAD_DEPLOY = [

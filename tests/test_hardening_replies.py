@@ -5,21 +5,31 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
-from fedmoe_flwr import contract as C
 from fedmoe_flwr.config import parse_run_config
 from fedmoe_flwr.lora import lora_signature
 from fedmoe_flwr.server.rundir import RunView
-from fedmoe_flwr.weights import from_array_record, to_array_record
+from fedmoe_flwr.wire import from_array_record, to_array_record
 from tests.fake_grid import INIT, KEYS, make_node, run
 
 SIG = lora_signature(parse_run_config({}).model)
+
+
+class C:
+    """The wire's record and key names, spelt out as a hostile node would write them."""
+
+    INFO, ADAPTER, METRICS, EVAL_LOSSES = "info", "adapter", "metrics", "eval-losses"
+    SPECIALTY, NUM_TRAIN, NUM_EVAL = "specialty", "num-train-examples", "num-eval-examples"
+    MODEL_FINGERPRINT, DEVICE = "model-fingerprint", "device"
+    LORA_R, LORA_ALPHA, LORA_TARGETS = "lora-r", "lora-alpha", "lora-target-modules"
+    NUM_EXAMPLES, BASE_VERSION, TRAIN_LOSS = "num-examples", "base-version", "train-loss"
+    STEPS, TRAIN_SECONDS = "steps", "train-seconds"
 STEP = 0.01  # a realistic change: well inside the default norm bound
 
 
 def info(**changes):
-    base = {C.SPECIALTY: "docs_expert", C.NUM_TRAIN: 100, C.NUM_EVAL: 10, C.BASE_MODEL: "m",
-            C.MODEL_FINGERPRINT: "fp", C.LORA_R: SIG["r"], C.LORA_ALPHA: SIG["alpha"],
-            C.LORA_TARGETS: SIG["target_modules"], C.DEVICE: "cpu"}
+    base = {C.SPECIALTY: "docs_expert", C.NUM_TRAIN: 100, C.NUM_EVAL: 10,
+            C.MODEL_FINGERPRINT: "fp", C.LORA_R: SIG.r, C.LORA_ALPHA: SIG.alpha,
+            C.LORA_TARGETS: SIG.target_modules, C.DEVICE: "cpu"}
     base.update(changes)
     return ConfigRecord({k: v for k, v in base.items() if v is not DROP})
 

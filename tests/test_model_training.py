@@ -9,7 +9,7 @@ from fedmoe_flwr.node.adapters import get_adapter_weights, set_adapter_weights
 from fedmoe_flwr.node.data import encode_prompt, load_local_data, tokenize
 from fedmoe_flwr.node.model import ModelError, ensure_adapter, load_base
 from fedmoe_flwr.node.tiny_model import ensure_tiny_model
-from fedmoe_flwr.node.training import evaluate_loss, train_for_budget
+from fedmoe_flwr.node.training import TrainSpec, evaluate_loss, train_for_budget
 from fedmoe_flwr.server.artifacts import RunDirectory, load_adapter_weights
 from fedmoe_flwr.tools.inference import prompt_token_loss
 
@@ -46,7 +46,7 @@ def test_training_lowers_held_out_loss_and_adapters_stay_separate(loaded):
     pad = loaded.tokenizer.pad_token_id
     before = evaluate_loss(loaded.peft_model, held, pad_id=pad, device=loaded.device)
     result = train_for_budget(loaded.peft_model, rows, pad_id=pad, device=loaded.device,
-                              batch_size=8, learning_rate=3e-3, time_budget=3600, max_steps=30)
+                              spec=TrainSpec(8, 3e-3, 3600, max_steps=30))
     after = evaluate_loss(loaded.peft_model, held, pad_id=pad, device=loaded.device)
     assert result.steps == 30 and result.tokens > 0
     assert after < 0.9 * before, (before, after)
@@ -72,8 +72,7 @@ def test_prompt_loss_weight_lets_experts_route_held_out_prompts(loaded):
         loaded.peft_model.set_adapter(f"{domain}_prompts")
         rows = list(tokenize(split.train, loaded.tokenizer, 128))
         train_for_budget(loaded.peft_model, rows, pad_id=pad, device=loaded.device,
-                         batch_size=8, learning_rate=3e-3, time_budget=3600, max_steps=150,
-                         prompt_weight=0.3)
+                         spec=TrainSpec(8, 3e-3, 3600, max_steps=150, prompt_weight=0.3))
     routed = []
     for domain, split in data.items():
         for prompt in list(split.eval["prompt"])[:16]:

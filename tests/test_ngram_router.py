@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from fedmoe_flwr.config import ConfigError, RouterConfig
-from fedmoe_flwr.contract import ROUTER_FILE
-from fedmoe_flwr.routing.centroids import CentroidBook, load_ngram_counts
+from fedmoe_flwr.routing.centroids import ROUTER_FILE, CentroidBook, load_ngram_counts
 from fedmoe_flwr.routing.ngrams import SMOOTHING, NgramModel, check_counts, ngram_counts, ngrams
 from fedmoe_flwr.routing.router import Router
 

@@ -1,10 +1,10 @@
-from fedmoe_flwr import contract as C
+from fedmoe_flwr.contract import TrainInstruction
 from fedmoe_flwr.server.nodes import NodeInfo, NodeTable
 from tests.fake_grid import make_node, run
 
 
 def info(node_id, specialty):
-    return NodeInfo(node_id, specialty, 10, 1, "cpu", "fp")
+    return NodeInfo(node_id, specialty, specialty, 10, 1, "cpu", "fp")
 
 
 def test_ranks_are_the_lowest_free_place_in_the_specialty():
@@ -24,7 +24,7 @@ def _train_seeds(tmp_path, node_id):
     grids = []
     run(tmp_path, {node_id: make_node("python_expert")}, grids=grids,
         **{"run.max-updates": 3, "run.specialties": "python_expert"})
-    return [m.content[C.CONFIG][C.SEED] for m in grids[0].pushed
+    return [TrainInstruction.from_content(m.content)[0].seed for m in grids[0].pushed
             if m.metadata.message_type == "train"]
 
 

@@ -12,9 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_pairs_with_quotes_numbers_and_bools():
-    got = parse_value("run.duration=24 run.name='e2e run' strategy.alpha=0.5 "
+    got = parse_value("run.duration=24 run.name='e2e run' strategy.fedasync.alpha=0.5 "
                       'model.gradient-checkpointing=true sim.speed-factors="1,1,4"')
-    assert got == {"run.duration": 24, "run.name": "e2e run", "strategy.alpha": 0.5,
+    assert got == {"run.duration": 24, "run.name": "e2e run", "strategy.fedasync.alpha": 0.5,
                    "model.gradient-checkpointing": True, "sim.speed-factors": "1,1,4"}
 
 

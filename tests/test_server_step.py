@@ -14,8 +14,9 @@ from fedmoe_flwr.merge.validation import update_norm_ratio
 from fedmoe_flwr.server.artifacts import RunDirectory, load_adapter_weights
 from fedmoe_flwr.server.background import BackgroundWorker
 from fedmoe_flwr.server.experts import ExpertState
-from fedmoe_flwr.server.federation import Federation
-from fedmoe_flwr.weights import INDEX, PACKED, all_finite, from_array_record, to_array_record
+from fedmoe_flwr.server.federation import Federation, GatewayPlan
+from fedmoe_flwr.weights import all_finite
+from fedmoe_flwr.wire import INDEX, PACKED, from_array_record, to_array_record
 from tests.fake_grid import make_node, run
 
 W = {"m.lora_A.weight": np.arange(6, dtype=np.float32).reshape(2, 3),
@@ -93,7 +94,9 @@ def test_background_worker_keeps_only_the_newest_job_per_key_and_reports_errors(
 def _federation(tmp_path, **overrides):
     cfg = parse_run_config({"run.specialties": "a,b", **overrides})
     now = [0.0]
-    fed = Federation(cfg, RunDirectory(tmp_path, "run", cfg.model), lambda: now[0])
+    run_dir = RunDirectory(tmp_path, "run", cfg.model)
+    fed = Federation(GatewayPlan(cfg.gateway, cfg.model, cfg.run.seed), run_dir, run_dir.events,
+                     lambda: now[0])
     for name in ("a", "b"):
         fed.experts[name] = ExpertState(name, {k: v.astype(np.float32) for k, v in W.items()})
     return fed, now

@@ -1,4 +1,4 @@
-from fedmoe_flwr.node.training import stretch_seconds
+from fedmoe_flwr.node.simulation import stretch_seconds
 
 
 def test_a_slow_step_lasts_its_factor_times_its_cpu_time():

@@ -8,8 +8,10 @@ from flwr.app import ArrayRecord
 from fedmoe_flwr.config import parse_run_config
 from fedmoe_flwr.server.artifacts import load_adapter_weights
 from fedmoe_flwr.server.resume import load_resume_state
-from fedmoe_flwr.weights import from_array_record, to_array_record
+from fedmoe_flwr.wire import from_array_record, to_array_record
 from tests.fake_grid import INIT, KEYS, make_node, run
+
+PAPER_RULE = {"strategy.fedasync.alpha": 0.5, "strategy.fedasync.fresh-alpha": 0.5}
 
 
 def test_single_node_versions_follow_fedasync_by_hand(tmp_path):
@@ -17,8 +19,8 @@ def test_single_node_versions_follow_fedasync_by_hand(tmp_path):
     # w2 = 0.5*0.5 + 0.5*1.5 = 1.0; w3 = 0.5*1.0 + 0.5*2.0 = 1.5
     strategy, summary, _ = run(
         tmp_path, {1: make_node("python_expert")}, **{
-            "strategy.alpha": 0.5, "strategy.fresh-alpha": 0.5, "run.max-updates": 3,
-            "run.specialties": "python_expert"})
+            "strategy.fedasync.alpha": 0.5, "strategy.fedasync.fresh-alpha": 0.5,
+            "run.max-updates": 3, "run.specialties": "python_expert"})
     expert = strategy.experts["python_expert"]
     assert expert.version == 3
     np.testing.assert_allclose(expert.weights[KEYS[0]], 1.5)
@@ -51,7 +53,7 @@ def test_the_delta_rule_adds_each_nodes_delta_scaled_by_its_mixing(tmp_path):
     strategy, _, events = run(tmp_path, {1: make_node("python_expert", delay=1),
                                          2: make_node("python_expert", delay=3)},
                               **{"run.max-updates": 10, "run.specialties": "python_expert",
-                                 "strategy.stale-rule": "delta"})
+                                 "strategy.fedasync.stale-rule": "delta"})
     ups = [e for e in events if e["event"] == "update"]
     assert any(e["staleness"] > 0 for e in ups)
     for e in ups:
@@ -72,7 +74,7 @@ def test_out_of_order_stale_error_and_malformed(tmp_path):
         4: make_node("sql_expert", delay=1, error_on_train=2),  # fails on its 2nd train
     }
     strategy, summary, events = run(tmp_path, nodes, plot=True, **{
-        "run.max-updates": 14, "strategy.alpha": 0.6})
+        "run.max-updates": 14, "strategy.fedasync.alpha": 0.6})
     updates = [e for e in events if e["event"] == "update"]
     py = [e for e in updates if e["specialty"] == "python_expert"]
     # Both python nodes contributed, and the slow one's updates were stale.
@@ -136,21 +138,20 @@ def test_resume_continues_versions_weights_and_counters(tmp_path):
 
     first, summary1, _ = run(tmp_path / "a", {1: make_node("python_expert"),
                                               2: make_node("sql_expert")},
-                             **{"strategy.alpha": 0.5, "strategy.fresh-alpha": 0.5,
-                                "run.max-updates": 6})
+                             **PAPER_RULE, **{"run.max-updates": 6})
     old = tmp_path / "a" / "run"
     v_old = {s: e.version for s, e in first.experts.items()}
     w_old = {s: e.weights[KEYS[0]].copy() for s, e in first.experts.items()}
     second, summary2, events = run(tmp_path / "b", {1: make_node("python_expert"),
                                                     2: make_node("sql_expert")},
-                                   **{"strategy.alpha": 0.5, "strategy.fresh-alpha": 0.5,
-                                      "run.max-updates": 4, "run.resume-from": str(old)})
+                                   **PAPER_RULE, **{"run.max-updates": 4,
+                                                    "run.resume-from": str(old)})
     resumed = next(e for e in events if e["event"] == "resume")
     assert resumed["versions"] == v_old
     # The first update of the new run mixed into the old weights: w = 0.5 w_old + 0.5 (w_old+1).
     first_py = next(e for e in events if e["event"] == "update"
                     and e["specialty"] == "python_expert")
-    assert first_py["base-version"] == v_old["python_expert"]
+    assert first_py["base_version"] == v_old["python_expert"]
     for s, e in second.experts.items():
         assert e.version > v_old[s]  # versions only go up
     py = second.experts["python_expert"]

@@ -27,7 +27,7 @@ def _rounds_per_specialty(events):
     versions = {}
     for e in events:
         if e["event"] == "version":
-            versions[e["specialty"]] = e["version"]
+            versions[e["adapter"]] = e["version"]
     return versions
 
 
@@ -37,7 +37,8 @@ def test_global_barrier_holds_fast_specialty_back_and_specialty_scope_does_not(t
     _, _, glob = run(tmp_path / "g", dict(nodes), **common)
     v = _rounds_per_specialty(glob)
     assert abs(v["python_expert"] - v["sql_expert"]) <= 1  # lock-step rounds
-    _, _, per = run(tmp_path / "s", dict(nodes), **common, **{"strategy.sync-scope": "specialty"})
+    _, _, per = run(tmp_path / "s", dict(nodes), **common,
+                    **{"strategy.fedavg.sync-scope": "specialty"})
     v = _rounds_per_specialty(per)
     assert v["python_expert"] >= 3 * v["sql_expert"]  # the fast expert no longer waits
 
@@ -48,7 +49,7 @@ def test_round_timeout_drops_late_replies_and_counts_them(tmp_path):
     nodes = {1: make_node("python_expert", delay=1, step=1.0),
              2: make_node("python_expert", delay=40, step=100.0)}
     strategy, summary, events = run(tmp_path, nodes, **{
-        "strategy.name": "fedavg", "strategy.round-timeout": 0.5, "run.max-updates": 6,
+        "strategy.name": "fedavg", "strategy.fedavg.round-timeout": 0.5, "run.max-updates": 6,
         "run.specialties": "python_expert"})
     assert summary["late_dropped"] >= 1
     assert any(e["event"] == "late" and e["node"] == "2" for e in events)

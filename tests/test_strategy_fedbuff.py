@@ -11,7 +11,7 @@ def test_fedbuff_single_node_hand_computed(tmp_path):
     # v1 = 0 + (1 + 1) / 2 = 1.0 after two updates; then +1, +1 from v1 -> v2 = 2.0.
     strategy, summary, events = run(
         tmp_path, {1: make_node("python_expert")},
-        **{"strategy.name": "fedbuff", "strategy.buffer-size": 2, "run.max-updates": 4,
+        **{"strategy.name": "fedbuff", "strategy.fedbuff.buffer-size": 2, "run.max-updates": 4,
            "run.specialties": "python_expert"})
     expert = strategy.experts["python_expert"]
     assert expert.version == 2
@@ -31,7 +31,7 @@ def test_fedbuff_out_of_order_stale_error_and_malformed(tmp_path):
         4: make_node("sql_expert", delay=1, error_on_train=2),
     }
     strategy, summary, events = run(tmp_path, nodes, **{
-        "strategy.name": "fedbuff", "strategy.buffer-size": 2, "run.max-updates": 14})
+        "strategy.name": "fedbuff", "strategy.fedbuff.buffer-size": 2, "run.max-updates": 14})
     py = [e for e in events if e["event"] == "update" and e["specialty"] == "python_expert"]
     stale = [e for e in py if e["staleness"] > 0]
     assert stale

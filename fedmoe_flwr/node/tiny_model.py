@@ -7,9 +7,14 @@ tokenizer trained on ``data/``, save both with ``save_pretrained`` into a local
 cache, and from then on load it through exactly the same ``from_pretrained``
 path as ``Qwen/Qwen2-0.5B-Instruct``.
 
-The build is deterministic (seeded init, fixed training corpus order), so
-every node of a deployment builds bit-identical weights; the fingerprint in
-the registration message lets the server verify that.
+The build is deterministic (seeded init, a tokenizer shipped with the
+package), so every node of a deployment builds bit-identical weights; the
+fingerprint in the registration message lets the server verify that.  The
+tokenizer is trained on ``data/*.jsonl`` once, by the developers
+(``python -m fedmoe_flwr.node.tiny_model``), and shipped as
+``assets/qwen2-tiny-tokenizer.json``: an installed wheel builds the model
+without the app's data, and a test keeps the file equal to what the data
+trains.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from pathlib import Path
 from fedmoe_flwr import APP_DIR
 
 TINY_NAME = "qwen2-tiny"
-BUILD_VERSION = 1  # bump when the architecture or tokenizer recipe below changes
+BUILD_VERSION = 2  # bump when the architecture or tokenizer recipe below changes
+TOKENIZER_FILE = Path(__file__).parent / "assets" / "qwen2-tiny-tokenizer.json"
 
 # Linear in-features are multiples of 64 because bitsandbytes quantises in
 # blocks of 64 on the CPU (hidden 128, intermediate 384; head_dim 32).
@@ -51,7 +57,7 @@ CHAT_TEMPLATE = (
 
 
 def data_dir() -> Path:
-    """The sample data shipped with the app (training corpus of the tokenizer)."""
+    """The sample data of the app checkout (the tokenizer's training corpus)."""
     return APP_DIR / "data"
 
 
@@ -71,9 +77,7 @@ def build_key() -> str:
     """A hash of everything the build depends on, so a changed recipe rebuilds."""
     h = hashlib.sha256(json.dumps([BUILD_VERSION, TINY_DIMS, SPECIAL_TOKENS,
                                    CHAT_TEMPLATE]).encode())
-    for path in _corpus_files():
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
+    h.update(TOKENIZER_FILE.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -88,10 +92,9 @@ def _corpus(files: list[Path]) -> list[str]:
     return texts
 
 
-def _build(target: Path) -> None:
-    import torch
+def train_tokenizer() -> str:
+    """The byte-level BPE tokenizer trained on ``data/*.jsonl``, as ``tokenizer.json`` text."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -101,6 +104,15 @@ def _build(target: Path) -> None:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
     tok.train_from_iterator(_corpus(_corpus_files()), trainer=trainer)
+    return tok.to_str(pretty=False)
+
+
+def _build(target: Path) -> None:
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    tok = Tokenizer.from_file(str(TOKENIZER_FILE))
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
         additional_special_tokens=["<|im_start|>"],
@@ -145,3 +157,9 @@ def ensure_tiny_model() -> Path:
 def resolve_model_path(name: str) -> str:
     """Map ``qwen2-tiny`` to its built directory; pass other ids/paths through."""
     return str(ensure_tiny_model()) if name == TINY_NAME else name
+
+
+if __name__ == "__main__":  # developers: retrain the shipped tokenizer after data/ changed
+    TOKENIZER_FILE.parent.mkdir(parents=True, exist_ok=True)
+    TOKENIZER_FILE.write_text(train_tokenizer())
+    print(f"wrote {TOKENIZER_FILE} ({TOKENIZER_FILE.stat().st_size:,} bytes)")

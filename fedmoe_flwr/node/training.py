@@ -3,6 +3,8 @@
 One readable function each.  Training stops at a wall-clock budget (the
 original FedMoE uploaded every ``sync_interval`` seconds) or a step cap,
 whichever comes first, so a slow node sends smaller but on-time updates.
+Nothing here knows about simulation: pacing is a hook the simulation wraps
+around the real loop.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,32 +79,66 @@ def weighted_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor,
     return (nll * w).sum() / w.sum().clamp(min=1e-8)
 
 
-def stretch_seconds(wall: float, cpu: float, speed_factor: float,
-                    modelled: float = 0.0) -> float:
-    """Sleep that makes a step last ``speed_factor`` times its compute time.
+@dataclass(frozen=True)
+class TrainSpec:
+    """How one train message trains: batch, rate, budget, step cap, seed, prompt weight.
 
-    Compute time is the step's CPU time, capped by its wall time (several torch
-    threads give CPU time above wall time).  The step already took ``wall``
-    seconds, which includes any wait for a core that another simulated node
-    held; the sleep tops it up to ``speed_factor * compute``.  So a 4x slower
-    node takes four times its work per step however busy the machine is, like a
-    slow machine of its own, instead of being slowed once more by the others.
-
-    ``modelled`` > 0 replaces the CPU time by a cost model of the step
-    (``sim.seconds-per-token`` x its padded tokens).  CPU time itself grows by
-    5-10% when the other cores are busy (shared caches and memory bandwidth),
-    so with CPU time a node trained slower whenever its co-located peers worked
-    more; a cost model makes each simulated node's pace its own.
+    ``time_budget`` is seconds of training (the step in progress when it runs
+    out finishes); ``max_steps`` 0 means only the budget applies; ``seed``
+    fixes the batch order, so a (version, node) pair is reproducible;
+    ``prompt_weight`` weighs prompt tokens against answer tokens (see
+    :func:`weighted_lm_loss`; 0 trains on answers only).
     """
-    compute = modelled if modelled > 0 else max(0.0, min(wall, cpu))
-    return max(0.0, speed_factor * compute - max(0.0, wall))
+
+    batch_size: int
+    learning_rate: float
+    time_budget: float
+    max_steps: int = 0
+    seed: int = 0
+    prompt_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What one optimizer step cost, for a hook that watches training (simulated pacing)."""
+
+    wall: float  # seconds the step took
+    cpu: float  # CPU seconds of this process during it
+    padded_tokens: int  # batch x padded length: what its compute scales with
+
+
+StepHook = Callable[[StepReport], None]
+
+
+class _Batches:
+    """Shuffled batches of row indices, reshuffled each epoch with one seeded RNG."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size, self.rng = n, batch_size, random.Random(seed)
+        self.order: list[int] = []
+
+    def next(self) -> list[int]:
+        if not self.order:
+            self.order = list(range(self.n))
+            self.rng.shuffle(self.order)
+        return [self.order.pop() for _ in range(min(self.batch_size, len(self.order)))]
+
+
+def _step(model: Any, rows: list[dict[str, Any]], pad_id: int, device: torch.device,
+          prompt_weight: float) -> tuple[float, int, int]:
+    """Forward and backward of one batch: (loss, real tokens, padded tokens)."""
+    batch = collate(rows, pad_id, device)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    prompt_lens = [int(r.get("prompt_len", 0)) for r in rows]  # 0: older caches
+    loss = weighted_lm_loss(logits, batch["input_ids"],
+                            token_weights(batch["labels"], prompt_lens, prompt_weight))
+    loss.backward()
+    return float(loss.detach()), int(batch["attention_mask"].sum()), batch["input_ids"].numel()
 
 
 def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: int,
-                     device: torch.device, batch_size: int, learning_rate: float,
-                     time_budget: float, max_steps: int = 0, seed: int = 0,
-                     speed_factor: float = 1.0, prompt_weight: float = 0.0,
-                     seconds_per_token: float = 0.0) -> TrainResult:
+                     device: torch.device, spec: TrainSpec,
+                     after_step: StepHook | None = None) -> TrainResult:
     """Train the model's active adapter on tokenised rows until the budget ends.
 
     Parameters
@@ -111,60 +147,37 @@ def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: in
         Model whose active adapter is trainable (everything else frozen).
     rows : list of dict
         Tokenised examples with ``input_ids`` and ``labels``.
-    time_budget : float
-        Seconds of training; the step in progress when it runs out finishes.
-    max_steps : int
-        Step cap; 0 means only the time budget applies.
-    seed : int
-        Seeds the batch order, so a (version, node) pair is reproducible.
-    speed_factor : float
-        Simulated heterogeneity: each step is stretched to ``speed_factor``
-        times its compute time by sleeping, like a slower GPU would be (see
-        ``stretch_seconds``: the compute time is the step's CPU time, so the
-        slowness does not depend on how busy the other simulated nodes are).
-    prompt_weight : float
-        Loss weight of prompt tokens relative to answer tokens (see
-        ``weighted_lm_loss``); 0 trains on answers only.
-    seconds_per_token : float
-        Simulation: > 0 paces every step to ``speed_factor x seconds_per_token
-        x padded tokens`` (even at speed 1), a compute cost that does not
-        depend on what the other simulated nodes do (``stretch_seconds``).
+    spec : TrainSpec
+        Batch size, learning rate, time budget, step cap, seed, prompt weight.
+    after_step : callable, optional
+        Called after every optimizer step with what it cost; the real path
+        passes none.  Simulation passes its pacing here
+        (:mod:`fedmoe_flwr.node.simulation`), so a simulated slow node's
+        sleeps wrap the real loop instead of living inside it.
     """
-    rng = random.Random(seed)
-    torch.manual_seed(seed)
+    torch.manual_seed(spec.seed)
+    batches = _Batches(len(rows), spec.batch_size, spec.seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.0)
     model.train()
     t0 = time.perf_counter()
     steps = tokens = examples = padded = 0
     loss_sum = compute = 0.0
-    order: list[int] = []
     while True:
-        if not order:
-            order = list(range(len(rows)))
-            rng.shuffle(order)
-        batch_rows = [rows[order.pop()] for _ in range(min(batch_size, len(order)))]
+        picked = [rows[i] for i in batches.next()]
         step_start, step_cpu = time.perf_counter(), time.process_time()
-        batch = collate(batch_rows, pad_id, device)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        prompt_lens = [int(r.get("prompt_len", 0)) for r in batch_rows]  # 0: older caches
-        loss = weighted_lm_loss(logits, batch["input_ids"],
-                                token_weights(batch["labels"], prompt_lens, prompt_weight))
-        loss.backward()
+        loss, real, step_padded = _step(model, picked, pad_id, device, spec.prompt_weight)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        steps += 1
-        examples += len(batch_rows)
-        tokens += int(batch["attention_mask"].sum())
-        loss_sum += float(loss.detach())
-        cpu, step_padded = time.process_time() - step_cpu, batch["input_ids"].numel()
-        compute += cpu
-        padded += step_padded
-        if speed_factor > 1.0 or seconds_per_token > 0:
-            time.sleep(stretch_seconds(time.perf_counter() - step_start, cpu, speed_factor,
-                                       seconds_per_token * step_padded))
-        if (max_steps and steps >= max_steps) or time.perf_counter() - t0 >= time_budget:
+        cpu = time.process_time() - step_cpu
+        steps, examples, tokens, padded = steps + 1, examples + len(picked), tokens + real, \
+            padded + step_padded
+        loss_sum, compute = loss_sum + loss, compute + cpu
+        if after_step is not None:
+            after_step(StepReport(time.perf_counter() - step_start, cpu, step_padded))
+        if (spec.max_steps and steps >= spec.max_steps) or \
+                time.perf_counter() - t0 >= spec.time_budget:
             break
     return TrainResult(loss=loss_sum / steps, steps=steps, tokens=tokens, examples=examples,
                        seconds=time.perf_counter() - t0, compute_seconds=compute,

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from fedmoe_flwr.config import ConfigError
-from fedmoe_flwr.contract import ROUTER_FILE
 from fedmoe_flwr.routing.ngrams import NGRAM_SIZES, check_counts
 
+ROUTER_FILE = "router.json"  # in the run directory: what the routers learned from the nodes
 MAX_CENTROID_DIM = 65_536  # a hidden size far above any Qwen's (7B: 3584)
 
 

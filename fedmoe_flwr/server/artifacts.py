@@ -1,6 +1,6 @@
 """The run directory: PEFT adapter directories, metrics and summary, written atomically.
 
-Layout (the user-facing contract, documented in README)::
+Layout (the user-facing contract, documented in README.md and docs/)::
 
     <output-dir>/<run-name>/experts/<specialty>/   adapter_config.json,
                                                    adapter_model.safetensors, meta.json
@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from fedmoe_flwr.config import ConfigError, ModelConfig
+from fedmoe_flwr.events import EventLog
 from fedmoe_flwr.lora import adapter_config
 from fedmoe_flwr.weights import Weights, weights_checksum
 
@@ -100,8 +100,7 @@ class RunDirectory:
         except OSError as err:
             raise ConfigError(f"cannot create the run directory {self.root} (run.output-dir): "
                               f"{err.strerror}") from None
-        self._metrics = (self.root / "metrics.jsonl").open("a", encoding="utf-8")
-        self._lock = threading.Lock()
+        self.events = EventLog(self.root / "metrics.jsonl")
         latest = self.root.parent / "latest"
         if latest.is_symlink() or not latest.exists():
             atomic_symlink(run_name, latest)
@@ -137,14 +136,6 @@ class RunDirectory:
         """Whether ``fedmoe stop`` asked this run to end (a ``STOP`` file in the run dir)."""
         return (self.root / STOP_FILE).exists()
 
-    def log_event(self, event: str, **fields: Any) -> None:
-        """Append one event to ``metrics.jsonl`` (flushed, so it can be tailed live)."""
-        record = {"event": event, "time": round(time.time(), 3), **fields}
-        line = json.dumps(record, default=_json_default) + "\n"
-        with self._lock:  # background workers may log too: one whole line at a time
-            self._metrics.write(line)
-            self._metrics.flush()
-
     def write_json(self, name: str, obj: Any) -> Path:
         """Write a JSON artifact atomically."""
         path = self.root / name
@@ -154,7 +145,7 @@ class RunDirectory:
 
     def close(self) -> None:
         """Flush and close the metrics log; a served stop request is removed."""
-        self._metrics.close()
+        self.events.close()
         (self.root / STOP_FILE).unlink(missing_ok=True)
 
 

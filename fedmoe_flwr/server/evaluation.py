@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
 
-from flwr.app import ConfigRecord, RecordDict
+from flwr.app import RecordDict
 from flwr.serverapp import Grid
 
-from fedmoe_flwr import contract as C
+from fedmoe_flwr.contract import GATEWAY, EvalInstruction, EvalReply
+from fedmoe_flwr.events import Eval, EventLog
 from fedmoe_flwr.server.federation import Federation
-from fedmoe_flwr.server.intake import parse_eval_reply
+from fedmoe_flwr.server.intake import guarded
 from fedmoe_flwr.server.messenger import Flight, Messenger
 from fedmoe_flwr.server.nodes import NodeInfo
-from fedmoe_flwr.weights import to_array_record
 
 log = logging.getLogger("fedmoe.server")
 
@@ -22,48 +21,42 @@ log = logging.getLogger("fedmoe.server")
 class Evaluator:
     """Pushes evaluation messages and keeps the domain x adapter loss matrix."""
 
-    def __init__(self, federation: Federation, messenger: Messenger,
+    def __init__(self, federation: Federation, messenger: Messenger, events: EventLog,
                  clock: Callable[[], float]) -> None:
         self.federation = federation
         self.messenger = messenger
+        self.events = events
         self.clock = clock
         self.matrix: dict[str, dict[str, float]] = {}  # domain -> adapter -> loss
         self.initial: dict[str, dict[str, float]] = {}
 
     def push(self, grid: Grid, nodes: Iterable[NodeInfo], tag: str) -> set[str]:
         """Ask one node per domain for the held-out loss of every adapter."""
-        fed = self.federation
-        # experts' records are the ones their train messages use (encoded once per version)
-        records: dict[str, Any] = {
-            f"{C.EVAL_PREFIX}{name}": (fed.experts[name].record()[0] if name in fed.experts
-                                       else to_array_record(w))
-            for name, w in fed.adapters().items()}
-        shapes: dict[str, Any] = {}
+        fed, m = self.federation, self.messenger
+        records = {}
+        for name, expert in fed.experts.items():  # the records train messages use
+            records[name] = m.weights_record(name, expert.version, expert.weights)[0]
+        shapes: dict[str, tuple[int, int]] = {}
         if fed.gateway is not None:
-            shapes = {C.EVAL_RANK_PREFIX + C.GATEWAY: fed.gateway.rank,
-                      C.EVAL_ALPHA_PREFIX + C.GATEWAY: fed.gateway.alpha}
+            gw = fed.gateway
+            records[GATEWAY] = m.weights_record(GATEWAY, gw.version, gw.weights)[0]
+            shapes = {GATEWAY: (gw.rank, gw.alpha)}
         evaluators: dict[str, NodeInfo] = {}
         for node in nodes:
             evaluators.setdefault(node.specialty, node)
-        messages = []
-        for domain, node in sorted(evaluators.items()):
-            content = RecordDict({**records,
-                                  C.CONFIG: ConfigRecord({C.SPECIALTY: domain, **shapes})})
-            messages.append((self.messenger.message(content, node.node_id, "evaluate"),
-                             Flight(node.node_id, "evaluate", self.clock(), domain, tag=tag)))
-        return self.messenger.push(grid, messages)
+        messages = [(m.message(EvalInstruction(domain, shapes).to_content(records),
+                               node.node_id, "evaluate"),
+                     Flight(node.node_id, "evaluate", self.clock(), domain, tag=tag))
+                    for domain, node in sorted(evaluators.items())]
+        return m.push(grid, messages)
 
     def receive(self, content: RecordDict, flight: Flight) -> None:
         """Record one domain's losses (a malformed reply raises ``UpdateRejected``)."""
-        row = parse_eval_reply(content)
-        fed = self.federation
-        self.matrix[flight.specialty] = row
+        row = guarded(EvalReply.from_content, content).losses
+        self.matrix[flight.adapter] = row
         if flight.tag == "initial":
-            self.initial[flight.specialty] = row
-        for name, loss in row.items():
-            target = fed.gateway if name == C.GATEWAY else fed.experts.get(name)
-            if target is not None:
-                target.eval_losses[flight.specialty] = loss
-        elapsed = 0.0 if flight.tag == "initial" else self.clock() - fed.start
-        fed.run_dir.log_event("eval", tag=flight.tag, domain=flight.specialty,
-                              elapsed=round(elapsed, 3), losses=row)
+            self.initial[flight.adapter] = row
+        self.federation.record_eval(flight.adapter, row)
+        elapsed = 0.0 if flight.tag == "initial" else self.clock() - self.federation.start
+        self.events.write(Eval(tag=flight.tag, domain=flight.adapter, elapsed=round(elapsed, 3),
+                               losses=row))

@@ -1,18 +1,33 @@
-"""Server-side expert state: weights, version and counters per specialty."""
+"""Server-side adapter state: weights, version and counters per expert, and the gateway.
+
+An :class:`ExpertState` changes only through :class:`~fedmoe_flwr.server.federation.Federation`
+(``publish`` moves weights, version and the counters of the updates merged into
+them together, so a refused merge changes nothing).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fedmoe_flwr.codec import decode, encode
 from fedmoe_flwr.weights import Weights
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What one accepted update adds to its expert's counters once it is merged."""
+
+    node_id: int
+    examples: int
+    staleness: int
+    train_loss: float
 
 
 @dataclass
 class ExpertState:
-    """One specialty's adapter on the server.
+    """One adapter on the server (a specialty's expert, or the peer's global adapter).
 
     ``version`` counts merged updates and is the unit of staleness: a node
     that trained on version 3 while the expert moved to 5 sends an update
@@ -28,24 +43,17 @@ class ExpertState:
     last_train_loss: float | None = None
     eval_losses: dict[str, float] = field(default_factory=dict)  # domain -> held-out loss
     staleness: Counter = field(default_factory=Counter)  # tau -> merged updates with it
-    _wire: dict[str, tuple[int, int, Any, Weights]] = field(default_factory=dict, repr=False,
-                                                            compare=False)
 
-    def record(self, compression: str = "none") -> tuple[Any, Weights]:
-        """The weights as a message's ArrayRecord, and the weights a node decodes from it.
-
-        Encoded once per version and compression: every node of a specialty that
-        is sent the same version gets the same record, so the weights are packed
-        once and Flower hashes its arrays once.  With compression the server
-        sends float16, and a node's delta is relative to exactly what it got.
-        """
-        wire = "none" if compression == "none" else "fp16"
-        cached = self._wire.get(wire)
-        if cached is None or cached[:2] != (self.version, id(self.weights)):
-            record = encode(self.weights, wire)
-            sent = self.weights if wire == "none" else decode(record)
-            cached = self._wire[wire] = (self.version, id(self.weights), record, sent)
-        return cached[2], cached[3]
+    def absorb(self, weights: Weights, merged: Iterable[Contribution]) -> None:
+        """New weights, one version up, with the counters of the updates they hold."""
+        self.weights = weights
+        self.version += 1
+        self.updates += 1
+        for c in merged:
+            self.examples_seen += c.examples
+            self.nodes.add(c.node_id)
+            self.last_train_loss = c.train_loss
+            self.staleness[c.staleness] += 1
 
     def meta(self) -> dict[str, Any]:
         """The ``meta.json`` of the expert's adapter directory."""

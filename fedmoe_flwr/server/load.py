@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from fedmoe_flwr.server.artifacts import RunDirectory
+from fedmoe_flwr.events import EventLog, Load
 
 log = logging.getLogger("fedmoe.server")
 
@@ -34,7 +34,7 @@ class LoadMeter:
         self._max_batch = max(self._max_batch, replies)
         self._busy += busy_seconds
 
-    def report_if_due(self, run_dir: RunDirectory, elapsed: float, background: int,
+    def report_if_due(self, events: EventLog, elapsed: float, background: int,
                       in_flight: int) -> None:
         """Log and record the window once it is ``window`` seconds old, then start a new one."""
         now = self.clock()
@@ -45,9 +45,9 @@ class LoadMeter:
         log.info("%6.1fs  server: %d replies in %.0fs, busy %.0f%%, at most %d per pull, "
                  "%d in flight, %d background job(s) queued", elapsed, self._replies, span,
                  100 * busy, self._max_batch, in_flight, background)
-        run_dir.log_event("load", elapsed=round(elapsed, 3), window=round(span, 3),
+        events.write(Load(elapsed=round(elapsed, 3), window=round(span, 3),
                           replies=self._replies, pulls=self._pulls, max_batch=self._max_batch,
-                          busy=round(busy, 4), background=background, in_flight=in_flight)
+                          busy=round(busy, 4), background=background, in_flight=in_flight))
         self._since = now
         self._replies = self._pulls = self._max_batch = 0
         self._busy = 0.0

@@ -1,4 +1,10 @@
-"""Messages in flight: push through the Grid, remember what each one was, pull replies."""
+"""Messages in flight: push through the Grid, remember what each one was, pull replies.
+
+Also the one place adapters are encoded for sending: a version's record is
+built once per encoding and reused for every node that gets that version
+(train and evaluate messages alike), so the weights are packed once and
+Flower hashes their arrays once.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from typing import Any
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 
+from fedmoe_flwr.codec import decode, encode
 from fedmoe_flwr.weights import Weights
 
 
@@ -19,7 +26,7 @@ class Flight:
     node_id: int
     kind: str  # "query" | "train" | "evaluate"
     sent_at: float
-    specialty: str = ""
+    adapter: str = ""  # train: the adapter sent; evaluate: the domain asked for
     base_version: int = 0
     tag: str = ""
     base_weights: Weights = field(default_factory=dict)  # what a train message sent
@@ -33,6 +40,23 @@ class Messenger:
         self.ttl = ttl
         self.flights: dict[str, Flight] = {}
         self.bytes_sent = 0
+        self._records: dict[tuple[str, str], tuple[int, int, Any, Weights]] = {}
+
+    def weights_record(self, name: str, version: int, weights: Weights,
+                       compression: str = "none") -> tuple[Any, Weights]:
+        """The adapter as an ArrayRecord, and the weights a node decodes from it.
+
+        With compression the server sends float16, and a node's delta is
+        relative to exactly what it got; cached per (name, encoding) until the
+        version or the arrays change.
+        """
+        wire = "none" if compression == "none" else "fp16"
+        cached = self._records.get((name, wire))
+        if cached is None or cached[:2] != (version, id(weights)):
+            record = encode(weights, wire)
+            sent = weights if wire == "none" else decode(record)
+            cached = self._records[(name, wire)] = (version, id(weights), record, sent)
+        return cached[2], cached[3]
 
     def message(self, content: RecordDict, node_id: int, kind: str) -> Message:
         """A message to one node with the run's TTL."""

@@ -12,6 +12,7 @@ class NodeInfo:
 
     node_id: int
     specialty: str
+    adapter: str  # what it trains: its specialty's expert, or a shared adapter (peer)
     num_train: int
     num_eval: int
     device: str

@@ -6,9 +6,10 @@ glance from two curves; the same facts in ``metrics.jsonl`` take minutes.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
+
+from fedmoe_flwr.events import Eval, Update, Version, read_events
 
 
 def plot_progress(metrics_path: Path, out_path: Path) -> Path:
@@ -21,16 +22,15 @@ def plot_progress(metrics_path: Path, out_path: Path) -> Path:
     series: dict[str, list[tuple[float, float]]] = defaultdict(list)
     versions: dict[str, list[tuple[float, int]]] = defaultdict(lambda: [(0.0, 0)])
     evals: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for line in metrics_path.read_text(encoding="utf-8").splitlines():
-        event = json.loads(line)
-        if event["event"] == "update":
-            series[event["specialty"]].append((event["elapsed"], event["train-loss"]))
-        elif event["event"] == "version":
-            versions[event["specialty"]].append((event["elapsed"], event["version"]))
-        elif event["event"] == "eval" and "elapsed" in event:
-            own = event["losses"].get(event["domain"])
+    for event in read_events(metrics_path):
+        if isinstance(event, Update):
+            series[event.adapter].append((event.elapsed, event.train_loss))
+        elif isinstance(event, Version):
+            versions[event.adapter].append((event.elapsed, event.version))
+        elif isinstance(event, Eval):
+            own = event.losses.get(event.domain)
             if own is not None:
-                evals[event["domain"]].append((max(event["elapsed"], 0.0), own))
+                evals[event.domain].append((max(event.elapsed, 0.0), own))
     fig, (ax_loss, ax_ver) = plt.subplots(1, 2, figsize=(11, 4))
     for specialty, points in sorted(series.items()):
         t, loss = zip(*points, strict=True)

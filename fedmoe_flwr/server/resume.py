@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from fedmoe_flwr.config import ConfigError, ModelConfig
-from fedmoe_flwr.contract import ROUTER_FILE
+from fedmoe_flwr.contract import LoraSignature
 from fedmoe_flwr.lora import lora_signature
+from fedmoe_flwr.routing.centroids import ROUTER_FILE
 from fedmoe_flwr.server.experts import ExpertState
 from fedmoe_flwr.server.rundir import RunDirError, RunView
 
@@ -48,8 +49,8 @@ def load_resume_state(path: str, model_cfg: ModelConfig, specialties: tuple[str,
     want = lora_signature(model_cfg)
     experts: dict[str, ExpertState] = {}
     for info in run.experts():
-        got = {"r": info.config["r"], "alpha": info.config["lora_alpha"],
-               "target_modules": json.dumps(sorted(info.config["target_modules"]))}
+        got = LoraSignature(info.config["r"], info.config["lora_alpha"],
+                            json.dumps(sorted(info.config["target_modules"])))
         if got != want:
             raise ConfigError(f"run config key 'run.resume-from': {info.path} has LoRA "
                               f"{got}, this run's model.* settings give {want}")

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from fedmoe_flwr.events import End
+from fedmoe_flwr.server.artifacts import RunDirectory
 from fedmoe_flwr.server.evaluation import Evaluator
 from fedmoe_flwr.server.federation import Federation
 from fedmoe_flwr.server.nodes import NodeTable
@@ -42,24 +44,49 @@ class RunStats:
                 "p95": round(float(np.percentile(ms, 95)), 2), "max": round(float(ms.max()), 2)}
 
 
-def write_summary(strategy: str, duration: float, stats: RunStats, bytes_sent: int,
-                  federation: Federation, evaluator: Evaluator, nodes: NodeTable,
-                  privacy: dict[str, Any] | None = None,
-                  compression: str = "none", draw_plot: bool = True) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunTotals:
+    """The run as a whole: its strategy, length, traffic and what it counted."""
+
+    strategy: str
+    duration: float
+    stats: RunStats
+    bytes_sent: int
+    compression: str = "none"
+    privacy: dict[str, Any] | None = None
+
+
+def write_summary(run_dir: RunDirectory, totals: RunTotals, federation: Federation,
+                  evaluator: Evaluator, nodes: NodeTable, draw_plot: bool = True) -> dict:
     """Write ``summary.json``, draw ``progress.png`` and log the tables."""
-    fed = federation
+    summary = _summary(totals, federation, evaluator, nodes)
+    run_dir.write_json("summary.json", summary)
+    run_dir.events.write(End(updates=totals.stats.updates))
+    try:
+        if draw_plot:
+            plot_progress(run_dir.root / "metrics.jsonl", run_dir.root / "progress.png")
+    except Exception as err:  # a plot must never fail a finished run
+        log.warning("could not draw progress.png: %s", err)
+    log.info("\n%s", summary_table(summary))
+    log.info("\n%s", eval_table(evaluator.initial, evaluator.matrix))
+    return summary
+
+
+def _summary(totals: RunTotals, fed: Federation, evaluator: Evaluator,
+             nodes: NodeTable) -> dict[str, Any]:
+    stats = totals.stats
     summary = {
-        "strategy": strategy,
-        "duration_s": round(duration, 3),
+        "strategy": totals.strategy,
+        "duration_s": round(totals.duration, 3),
         "updates": stats.updates,
         "discarded_after_cap": stats.discarded,
         "late_dropped": stats.late,
         "examples_capped": stats.examples_capped,
         "rejected": dict(stats.rejected),
         "errors": {str(k): v for k, v in stats.errors.items()},
-        "bytes_sent": bytes_sent,
+        "bytes_sent": totals.bytes_sent,
         "bytes_received": stats.bytes_received,
-        "compression": compression,
+        "compression": totals.compression,
         "bytes_per_update": {  # train traffic only: evaluation messages are not updates
             "sent": round(stats.update_bytes_out / max(len(stats.step_seconds), 1)),
             "received": round(stats.update_bytes_in / max(len(stats.step_seconds), 1))},
@@ -70,16 +97,6 @@ def write_summary(strategy: str, duration: float, stats: RunStats, bytes_sent: i
         "nodes": {str(n.node_id): n.specialty for n in nodes.registered.values()},
         "refused": {str(n): reason for n, reason in nodes.refused.items()},
     }
-    if privacy is not None:
-        summary["privacy"] = privacy
-    run_dir = fed.run_dir
-    run_dir.write_json("summary.json", summary)
-    run_dir.log_event("end", updates=stats.updates)
-    try:
-        if draw_plot:
-            plot_progress(run_dir.root / "metrics.jsonl", run_dir.root / "progress.png")
-    except Exception as err:  # a plot must never fail a finished run
-        log.warning("could not draw progress.png: %s", err)
-    log.info("\n%s", summary_table(summary))
-    log.info("\n%s", eval_table(evaluator.initial, evaluator.matrix))
+    if totals.privacy is not None:
+        summary["privacy"] = totals.privacy
     return summary

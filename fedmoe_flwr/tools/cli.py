@@ -2,10 +2,11 @@
 
 ::
 
+    fedmoe run [--nodes N] [--run-config ...]  # a simulation, nothing left running after it
     fedmoe experts [RUN_DIR]                  # specialty, version, losses, size
     fedmoe gateway [RUN_DIR]                  # how the gateway was merged, from what
     fedmoe export  [RUN_DIR] --adapter NAME --format peft|npz|merged --out PATH [--force]
-    fedmoe ask     [RUN_DIR] "PROMPT" [--router centroid|loss|keywords] [--seed N] ...
+    fedmoe ask     [RUN_DIR] "PROMPT" [--router ngrams|centroid|loss|keywords] [--seed N] ...
     fedmoe route-eval [RUN_DIR] FILE.jsonl ...   # accuracy + confusion matrix per router
     fedmoe score [RUN_DIR] FILE.jsonl ...        # loss of base, experts, gateway per file
 
@@ -176,10 +177,15 @@ def cmd_stop(run: RunView, console: Console) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (also used by the README's usage block)."""
+    """The argument parser of every subcommand but ``run`` (whose arguments go to flwr)."""
     ap = argparse.ArgumentParser(prog="fedmoe", description="Inspect and export the experts "
                                  "and gateway of a FedMoE-Flower run.")
     sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="a Flower simulation of the app in the working directory "
+                       "(own SuperLink, stopped at the end); args go to flwr run",
+                       add_help=False)
+    p.add_argument("flwr_args", nargs=argparse.REMAINDER,
+                   help="[--nodes N] [--run-config FILE_OR_PAIRS]... [flwr run arguments]")
     for name, text in (("experts", "table of the experts"),
                        ("gateway", "how the gateway is built"),
                        ("stop", "end a running run gracefully (drain, final evaluation, "
@@ -248,6 +254,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fedmoe`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:  # every other argument belongs to `flwr run`: no parsing here
+        from fedmoe_flwr.tools.run import simulate
+
+        try:
+            return simulate(argv[1:])
+        except (ConfigError, RuntimeError) as err:
+            print(f"fedmoe: error: {err}", file=sys.stderr)
+            return 2
     args = parse_args(argv)
     console = Console(width=120)
     try:

@@ -30,6 +30,14 @@ def create_app(run: RunView, api_key: str | None = None) -> Any:
     """The FastAPI application serving one run (loads the model once, now)."""
     served = ServedRun(run)
     app = FastAPI(title="fedmoe serve", docs_url=None, redoc_url=None, openapi_url=None)
+    _guard(app, api_key)
+    _openai_routes(app, run, served)
+    _expert_routes(app, run)
+    return app
+
+
+def _guard(app: Any, api_key: str | None) -> None:
+    """Errors in OpenAI's format; the key and the body size checked before any route."""
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, err: ApiError) -> JSONResponse:
@@ -54,6 +62,10 @@ def create_app(run: RunView, api_key: str | None = None) -> Any:
         except ValueError:
             return JSONResponse(ApiError(400, "bad Content-Length").body(), status_code=400)
         return await call_next(request)
+
+
+def _openai_routes(app: Any, run: RunView, served: ServedRun) -> None:
+    """``/health``, ``/v1/models`` and ``/v1/chat/completions``."""
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -81,6 +93,10 @@ def create_app(run: RunView, api_key: str | None = None) -> Any:
                                      media_type="text/event-stream")
         return await run_in_threadpool(_complete, served, req)  # the event loop stays free
 
+
+def _expert_routes(app: Any, run: RunView) -> None:
+    """What the run checkpointed: ``/experts``, ``/gateway`` and their weights."""
+
     @app.get("/experts")
     def experts() -> dict[str, Any]:
         return {"experts": [adapter_info(run, i.name) for i in run.experts()]}
@@ -100,8 +116,6 @@ def create_app(run: RunView, api_key: str | None = None) -> Any:
     @app.get("/gateway/weights")
     def gateway_weights(format: str = "peft") -> Response:  # noqa: A002
         return _download(run, "gateway", format)
-
-    return app
 
 
 def _complete(served: ServedRun, req: ChatRequest) -> dict[str, Any]:
