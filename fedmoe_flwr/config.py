@@ -26,7 +26,6 @@ from .merge.gateway import GATEWAY_METHODS, GATEWAY_WEIGHTINGS
 
 QWEN_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ON_ERROR = ("fail", "skip")
-ROUTER_METHODS = ("centroid", "ngrams", "loss", "keywords")
 ROUTER_COMBINE = ("mix", "stitch")
 QUANTIZATION_BITS = (0, 4, 8)
 MODEL_SOURCES = ("auto", "huggingface", "modelscope", "local", "gguf")
@@ -41,6 +40,13 @@ class ConfigError(ValueError):
     """A run-config value is missing, of the wrong type, or out of range."""
 
 
+def router_methods() -> tuple[str, ...]:
+    """The registered routing methods (``fedmoe_flwr.routing`` registers them)."""
+    from fedmoe_flwr.routing import router_names
+
+    return router_names()
+
+
 def check_name(value: str, what: str) -> str:
     """Refuse a name that could escape its directory or collide with a reserved one."""
     if not SAFE_NAME.fullmatch(value) or ".." in value or value in RESERVED_NAMES:
@@ -52,15 +58,19 @@ def check_name(value: str, what: str) -> str:
 
 def setting(default: Any, key: str, help: str, *, ge: float | None = None,
             gt: float | None = None, le: float | None = None, lt: float | None = None,
-            choices: tuple[Any, ...] | None = None, name: bool = False) -> Any:
+            choices: tuple[Any, ...] | None = None, name: bool = False,
+            choices_of: Any = None) -> Any:
     """Declare one run-config key: its default, help text and what values are valid.
 
     Numeric keys carry a closed or open bound on both sides, so no value is
     unbounded (``inf`` and absurd sizes are refused where they are parsed).
     ``name=True`` restricts strings (or each list item) to :data:`SAFE_NAME`.
+    ``choices_of`` is a function returning the valid values of a registry
+    (the routers), asked when a value is checked, so this module need not
+    import what registers them.
     """
     meta = {"key": key, "help": help, "ge": ge, "gt": gt, "le": le, "lt": lt,
-            "choices": choices, "name": name}
+            "choices": choices, "name": name, "choices_of": choices_of}
     if isinstance(default, tuple):
         return field(default_factory=lambda: default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -75,9 +85,10 @@ def _range_text(m: Mapping[str, Any]) -> str:
 def _check_value(m: Mapping[str, Any], value: Any) -> None:
     """Apply one field's declared range / choices / name rule to a parsed value."""
     items = value if isinstance(value, tuple) else (value,)
+    choices = m["choices"] if m.get("choices_of") is None else tuple(m["choices_of"]())
     for item in items:
-        if m["choices"] is not None and item not in m["choices"]:
-            raise ConfigError(f"run config key '{m['key']}' must be one of {m['choices']}, "
+        if choices is not None and item not in choices:
+            raise ConfigError(f"run config key '{m['key']}' must be one of {choices}, "
                               f"got {value!r}")
         if m["name"]:
             check_name(item, f"run config key '{m['key']}'")
@@ -222,7 +233,7 @@ class RouterConfig(Section):
 
     method: str = setting("ngrams", "router.method", "ngrams (character n-gram naive Bayes), "
                           "centroid (nearest mean prompt embedding), loss (lowest prompt loss) "
-                          "or keywords (regex rules)", choices=ROUTER_METHODS)
+                          "or keywords (regex rules)", choices_of=router_methods)
     top_k: int = setting(2, "router.top-k", "at most this many experts per question",
                          ge=1, le=64)
     threshold: float = setting(0.25, "router.threshold", "an expert is used when its routing "

@@ -58,8 +58,9 @@ def _toml(value: object) -> str:
 
 
 def _range(meta: dict) -> str:
-    if meta["choices"]:
-        return " | ".join(str(c) for c in meta["choices"])
+    choices = meta["choices"] or (meta["choices_of"]() if meta.get("choices_of") else None)
+    if choices:
+        return " | ".join(str(c) for c in choices)
     lo = f"[{meta['ge']}" if meta["ge"] is not None else (
         f"({meta['gt']}" if meta["gt"] is not None else "")
     hi = f"{meta['le']}]" if meta["le"] is not None else (

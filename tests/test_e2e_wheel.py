@@ -25,8 +25,13 @@ def _app_files() -> list[str]:
 @pytest.fixture(scope="module")
 def wheel_env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wheel")
+    app = tmp / "app"  # a copy of the app: built there (setuptools writes build/ in-tree)
+    for rel in _app_files():
+        (app / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, app / rel)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp / "dist"), str(ROOT)], check=True, timeout=600)
+                    "-q", "-w", str(tmp / "dist"), str(app)], check=True, timeout=600)
+    shutil.rmtree(app / "build", ignore_errors=True)
     wheel = next((tmp / "dist").glob("fedmoe_flwr-*.whl"))
     subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True, timeout=300)
     py = tmp / "venv" / ("Scripts" if os.name == "nt" else "bin") / "python"
@@ -64,9 +69,6 @@ def test_the_wheel_carries_the_tokenizer_and_builds_qwen2_tiny_without_data(whee
 def test_fedmoe_run_from_the_wheel_trains_in_a_copy_of_the_app(wheel_env):
     tmp, _, py = wheel_env
     app = tmp / "app"
-    for rel in _app_files():
-        (app / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, app / rel)
     fedmoe = py.parent / "fedmoe"
     env = {**os.environ, "PATH": f"{py.parent}{os.pathsep}{os.environ['PATH']}",
            "FEDMOE_STATE": str(tmp / "state")}

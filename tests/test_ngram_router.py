@@ -9,7 +9,7 @@ import pytest
 from fedmoe_flwr.config import ConfigError, RouterConfig
 from fedmoe_flwr.routing.centroids import ROUTER_FILE, CentroidBook, load_ngram_counts
 from fedmoe_flwr.routing.ngrams import SMOOTHING, NgramModel, check_counts, ngram_counts, ngrams
-from fedmoe_flwr.routing.router import Router
+from fedmoe_flwr.routing.router import Router, RouterSources
 
 
 def test_ngrams_of_words_with_boundaries():
@@ -32,11 +32,13 @@ def test_router_sends_each_domain_to_its_counts():
                                           "group by column having count"], buckets),
               "python_expert": ngram_counts(["write a python function that returns a list",
                                              "a class with a method and a dict"], buckets)}
-    router = Router(RouterConfig(method="ngrams"), list(counts), ngram_counts=counts)
+    router = Router(RouterConfig(method="ngrams"), list(counts),
+                    RouterSources(ngram_counts=lambda: counts))
     assert router.route("how do I join two tables").best == "sql_expert"
     assert router.route("a function returning a dict").best == "python_expert"
     with pytest.raises(ConfigError, match="no n-gram counts"):
-        Router(RouterConfig(method="ngrams"), ["sql_expert", "docs_expert"], ngram_counts=counts)
+        Router(RouterConfig(method="ngrams"), ["sql_expert", "docs_expert"],
+               RouterSources(ngram_counts=lambda: counts))
 
 
 @pytest.mark.parametrize("vec, match", [

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fedmoe_flwr.config import ConfigError, RouterConfig
-from fedmoe_flwr.routing.router import Router, choose, parse_keywords, softmax
+from fedmoe_flwr.routing.router import Router, RouterSources, choose, parse_keywords, softmax
 
 EXPERTS = ["docs_expert", "python_expert", "sql_expert"]
 
@@ -59,7 +59,7 @@ def test_centroid_router_picks_nearest_after_centring():
         return np.array([common + np.array(table[p] + [0.0]) for p in prompts])
 
     router = Router(RouterConfig(method="centroid", temperature=0.1), EXPERTS,
-                    centroids=cents, embed=embed)
+                    RouterSources(centroids=lambda: cents, embed=embed))
     assert [r.experts for r in router.route_many(["docs", "py", "sql"])] == [
         ["docs_expert"], ["python_expert"], ["sql_expert"]]
     mixed = router.route("py+sql")
@@ -69,14 +69,14 @@ def test_centroid_router_picks_nearest_after_centring():
 
 def test_centroid_router_needs_every_centroid():
     with pytest.raises(ConfigError, match="no centroid for"):
-        Router(RouterConfig(method="centroid"), EXPERTS, centroids={"sql_expert": np.ones(3)},
-               embed=lambda p: p)
+        Router(RouterConfig(method="centroid"), EXPERTS, RouterSources(
+            centroids=lambda: {"sql_expert": np.ones(3)}, embed=lambda p: p))
 
 
 def test_loss_router_prefers_lowest_loss():
     losses = {"docs_expert": 3.0, "python_expert": 2.0, "sql_expert": 2.9}
     router = Router(RouterConfig(method="loss", threshold=0.3), EXPERTS,
-                    prompt_losses=lambda p: losses)
+                    RouterSources(prompt_losses=lambda p: losses))
     route = router.route("anything")
     assert route.experts == ["python_expert"]
     assert route.scores["python_expert"] == -2.0
@@ -115,11 +115,34 @@ def test_multi_clause_prompt_goes_to_both_experts_in_prompt_order():
 
         return np.array([one(p) for p in prompts])
 
-    router = Router(RouterConfig(method="centroid", threshold=0.4), EXPERTS, centroids=cents,
-                    embed=embed)
+    router = Router(RouterConfig(method="centroid", threshold=0.4), EXPERTS,
+                    RouterSources(centroids=lambda: cents, embed=embed))
     whole = router._route_whole(["Write the SQL query and the Python function that runs it"])
     assert whole[0].experts == ["sql_expert"]
     route = router.route("Write the Python function and the SQL query that it runs")
     assert route.experts == ["python_expert", "sql_expert"] or route.experts == [
         "sql_expert", "python_expert"]
     assert route.best == "sql_expert" and route.method == "centroid+clauses"
+
+
+def test_a_router_is_one_scorer_and_one_register_line():
+    from fedmoe_flwr.config import parse_run_config
+    from fedmoe_flwr.routing.router import Scorer, register_router, router_names
+
+    class Longest(Scorer):
+        """Routes to the specialty whose name is longest (a test method)."""
+
+        name = "longest-name"
+
+        def scores(self, prompts):
+            return [{n: float(len(n)) for n in self.specialties} for _ in prompts]
+
+    register_router(Longest)
+    assert "longest-name" in router_names()
+    cfg = parse_run_config({"router.method": "longest-name", "router.temperature": 0.1}).router
+    assert Router(cfg, EXPERTS).route("anything").best == "python_expert"
+
+
+def test_a_router_that_lacks_its_source_says_which():
+    with pytest.raises(ConfigError, match="loss router needs prompt losses"):
+        Router(RouterConfig(method="loss"), EXPERTS)

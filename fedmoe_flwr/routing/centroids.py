@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from fedmoe_flwr.config import ConfigError
+from fedmoe_flwr.config import ConfigError, RouterConfig
 from fedmoe_flwr.routing.ngrams import NGRAM_SIZES, check_counts
+from fedmoe_flwr.routing.router import RouterSources, Scorer
 
 ROUTER_FILE = "router.json"  # in the run directory: what the routers learned from the nodes
 MAX_CENTROID_DIM = 65_536  # a hidden size far above any Qwen's (7B: 3584)
@@ -120,3 +121,34 @@ def load_centroids(run_root: Path) -> dict[str, np.ndarray]:
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ConfigError(f"{path} is damaged ({type(err).__name__}: {err}); use --router "
                           f"loss or keywords") from None
+
+
+class CentroidScorer(Scorer):
+    """Cosine similarity of the prompt's embedding to each specialty's centroid.
+
+    Both are centred on the mean of the centroids first, so the part every
+    prompt shares (mean-pooled language-model states have a large common
+    component) does not dominate the comparison.
+    """
+
+    name = "centroid"
+
+    def __init__(self, cfg: RouterConfig, specialties: list[str],
+                 sources: RouterSources) -> None:
+        super().__init__(cfg, specialties, sources)
+        centroids = sources.need("centroids", self.name)()
+        self.embed = sources.need("embed", self.name)
+        missing = sorted(set(specialties) - set(centroids))
+        if missing:
+            raise ConfigError(f"no centroid for {missing} in router.json")
+        mat = np.stack([centroids[n] for n in specialties])
+        self.mu = mat.mean(axis=0)
+        centred = mat - self.mu
+        self.centroids = centred / np.linalg.norm(centred, axis=1, keepdims=True).clip(1e-12)
+
+    def scores(self, prompts: list[str]) -> list[dict[str, float]]:
+        """The batch embedded at once, then one cosine per specialty."""
+        emb = self.embed(prompts) - self.mu
+        emb = emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(min=1e-12)
+        return [dict(zip(self.specialties, row.tolist(), strict=True))
+                for row in emb @ self.centroids.T]

@@ -28,6 +28,9 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from fedmoe_flwr.config import ConfigError, RouterConfig
+from fedmoe_flwr.routing.router import RouterSources, Scorer
+
 NGRAM_SIZES = (3, 4, 5)
 SMOOTHING = 0.5
 MAX_BUCKETS = 1 << 22
@@ -86,3 +89,22 @@ class NgramModel:
             return dict.fromkeys(self.names, 0.0)
         means = self.log_p[:, ids].mean(axis=1)
         return dict(zip(self.names, means.tolist(), strict=True))
+
+
+class NgramScorer(Scorer):
+    """Naive Bayes over the per-specialty n-gram counts the nodes sent."""
+
+    name = "ngrams"
+
+    def __init__(self, cfg: RouterConfig, specialties: list[str],
+                 sources: RouterSources) -> None:
+        super().__init__(cfg, specialties, sources)
+        counts = sources.need("ngram_counts", self.name)()
+        missing = sorted(set(specialties) - set(counts))
+        if missing:
+            raise ConfigError(f"no n-gram counts for {missing} in router.json")
+        self.model = NgramModel({n: counts[n] for n in specialties})
+
+    def scores(self, prompts: list[str]) -> list[dict[str, float]]:
+        """Mean log-probability per n-gram of each prompt under each specialty."""
+        return [self.model.scores(p) for p in prompts]

@@ -1,44 +1,31 @@
-"""Routers: which expert(s) should answer a prompt.
+"""Routers: which expert(s) should answer a prompt, behind one interface and a registry.
 
-Every router scores each specialty, turns the scores into routing weights,
-and keeps the experts whose weight is at least ``router.threshold`` (at most
-``router.top-k``, always at least the best one).  A prompt spanning two
-domains ("write the SQL query and the Python function that runs it") is also
-split into clauses (on "and", "then", ";", sentences); when its clauses
-confidently go to different experts, all of them answer, in the order the
-prompt asks for them.  Whole-prompt scores alone miss such prompts: one
-domain's words dominate the average.
+A routing method is a :class:`Scorer`: it scores every specialty for each
+prompt.  :class:`Router` turns the scores into routing weights (a softmax at
+``router.temperature``, or shares of the scores) and keeps the experts whose
+weight is at least ``router.threshold`` (at most ``router.top-k``, always at
+least the best one).  A prompt spanning two domains ("write the SQL query and
+the Python function that runs it") is also split into clauses (on "and",
+"then", ";", sentences); when its clauses confidently go to different
+experts, all of them answer, in the order the prompt asks for them.
+Whole-prompt scores alone miss such prompts: one domain's words dominate.
 
-- ``keywords``: regex intent rules per specialty (the original FedMoE agent);
-  score = number of matches, weights proportional to scores.
-- ``centroid``: cosine similarity between the prompt's base-model embedding
-  and each specialty's centroid (sent by the nodes at registration), both
-  centred on the mean of the centroids so the part every prompt shares does
-  not dominate; weights = softmax(score / temperature).
-- ``loss``: mean per-token loss of the prompt under each expert; weights =
-  softmax(-loss / temperature).
+Methods live one per file (``ngrams``, ``centroids``, ``loss``, ``keywords``)
+and are registered in ``fedmoe_flwr/routing/__init__.py``: adding a router is
+one file with a :class:`Scorer` and one :func:`register_router` line.
 """
 
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from fedmoe_flwr.config import ConfigError, RouterConfig
-from fedmoe_flwr.routing.ngrams import NgramModel
-
-DEFAULT_KEYWORDS = {
-    "python_expert": r"\bpython\b|\bfunction\b|\bdef\b|\bclass\b|\bdataclass\b|\bpytest\b|"
-                     r"\bgenerator\b|\bdecorator\b|\bdicts?\b|\blist\b|\biterable\b",
-    "sql_expert": r"\bsql\b|\bpostgres(ql)?\b|\bsqlite\b|\bquery\b|\btables?\b|\bcolumns?\b|"
-                  r"\brows?\b|\bjoin\b|\bselect\b|\bcte\b|\bindex\b",
-    "docs_expert": r"\bdocument(ation)?\b|\bdocstring\b|\breadme\b|\bmigration note\b|"
-                   r"\bchangelog\b|\breference\b|\bguide\b|\btutorial\b|\bexplain(ing)?\b",
-}
-
 
 CLAUSE_SPLIT = re.compile(r"\s*(?:;|,?\s+and\s+(?:then\s+)?|,?\s+then\s+|[.?!]\s+)\s*",
                           re.IGNORECASE)
@@ -67,30 +54,71 @@ class Route:
         return max(self.weights, key=lambda n: self.weights[n]) if self.weights else None
 
 
+@dataclass(frozen=True)
+class RouterSources:
+    """What a routing method may use, each fetched only by the methods that need it.
+
+    ``centroids`` and ``ngram_counts`` return the run's per-specialty statistics
+    (``router.json``); ``embed`` maps prompts to base-model unit embeddings;
+    ``prompt_losses`` maps a prompt to each expert's loss on it.
+    """
+
+    centroids: Callable[[], dict[str, np.ndarray]] | None = None
+    ngram_counts: Callable[[], dict[str, np.ndarray]] | None = None
+    embed: Callable[[list[str]], np.ndarray] | None = None
+    prompt_losses: Callable[[str], dict[str, float]] | None = None
+
+    def need(self, name: str, method: str) -> Any:
+        """The source ``name``, or a clear error saying which router needed it."""
+        value = getattr(self, name)
+        if value is None:
+            raise ConfigError(f"the {method} router needs {name.replace('_', ' ')}, which "
+                              f"this caller does not provide")
+        return value
+
+
+class Scorer(ABC):
+    """One routing method: a score per specialty for each prompt (higher is better).
+
+    ``weighting`` is how scores become routing weights: ``softmax`` (at the
+    router's temperature) or ``share`` (proportional; all-zero scores route to
+    no expert, and the caller falls back to the gateway).
+    """
+
+    name: ClassVar[str] = ""
+    weighting: ClassVar[str] = "softmax"
+
+    def __init__(self, cfg: RouterConfig, specialties: list[str],
+                 sources: RouterSources) -> None:
+        self.cfg = cfg
+        self.specialties = specialties
+
+    @abstractmethod
+    def scores(self, prompts: list[str]) -> list[dict[str, float]]:
+        """Every specialty's score for each prompt."""
+
+
+_SCORERS: dict[str, type[Scorer]] = {}
+
+
+def register_router(cls: type[Scorer]) -> type[Scorer]:
+    """Make a routing method selectable by ``router.method`` (and ``--router``)."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} must set a router name")
+    _SCORERS[cls.name] = cls
+    return cls
+
+
+def router_names() -> tuple[str, ...]:
+    """The registered routing methods."""
+    return tuple(_SCORERS)
+
+
 def parse_keywords(spec: str, specialties: list[str]) -> dict[str, re.Pattern]:
     """``"specialty=regex;specialty=regex"`` (or the built-in rules) -> compiled patterns."""
-    rules: dict[str, str] = {}
-    if spec.strip():
-        for i, part in enumerate(p for p in spec.split(";") if p.strip()):
-            name, sep, pattern = part.partition("=")
-            if not sep or not name.strip() or not pattern.strip():
-                raise ConfigError(f"router.keywords rule {i + 1} {part!r} must look like "
-                                  f"'specialty=regex'")
-            rules[name.strip()] = pattern.strip()
-    else:
-        rules = {s: DEFAULT_KEYWORDS[s] for s in specialties if s in DEFAULT_KEYWORDS}
-    unknown = sorted(set(rules) - set(specialties))
-    if unknown:
-        raise ConfigError(f"router.keywords names {unknown}, which this run has no expert for; "
-                          f"experts: {specialties}")
-    compiled = {}
-    for name, pattern in rules.items():
-        try:
-            compiled[name] = re.compile(pattern, re.IGNORECASE)
-        except re.error as err:
-            raise ConfigError(f"router.keywords rule for {name!r} is not a valid regex: "
-                              f"{err}") from None
-    return compiled
+    from fedmoe_flwr.routing.keywords import compile_rules
+
+    return compile_rules(spec, specialties)
 
 
 def softmax(scores: dict[str, float], temperature: float) -> dict[str, float]:
@@ -111,7 +139,7 @@ def choose(weights: dict[str, float], scores: dict[str, float], cfg: RouterConfi
 
 
 class Router:
-    """Routes prompts for one run; the model is only needed by ``centroid`` and ``loss``.
+    """Routes prompts for one run with the method ``cfg.method`` names.
 
     Parameters
     ----------
@@ -119,112 +147,62 @@ class Router:
         Method, top-k, threshold, temperature, keyword rules.
     specialties : list of str
         The experts that exist.
-    centroids : dict, optional
-        Specialty -> centroid (``centroid`` router).
-    embed : callable, optional
-        ``list[str] -> (n, hidden)`` unit embeddings (``centroid`` router).
-    prompt_losses : callable, optional
-        ``str -> {specialty: loss}`` (``loss`` router).
-    ngram_counts : dict, optional
-        Specialty -> hashed character n-gram counts (``ngrams`` router).
+    sources : RouterSources, optional
+        The statistics and model functions the method may need.
     """
 
-    def __init__(self, cfg: RouterConfig, specialties: list[str], *,
-                 centroids: dict[str, np.ndarray] | None = None, embed: Any = None,
-                 prompt_losses: Any = None,
-                 ngram_counts: dict[str, np.ndarray] | None = None) -> None:
+    def __init__(self, cfg: RouterConfig, specialties: list[str],
+                 sources: RouterSources | None = None) -> None:
+        if cfg.method not in _SCORERS:
+            raise ConfigError(f"router.method must be one of {sorted(_SCORERS)}, got "
+                              f"{cfg.method!r}")
         self.cfg = cfg
         self.specialties = sorted(specialties)
         self.method = cfg.method
-        if self.method == "keywords":
-            self.rules = parse_keywords(cfg.keywords, self.specialties)
-        elif self.method == "centroid":
-            if not centroids or embed is None:
-                raise ConfigError("the centroid router needs the run's centroids and an "
-                                  "embedding function")
-            missing = sorted(set(self.specialties) - set(centroids))
-            if missing:
-                raise ConfigError(f"no centroid for {missing} in router.json")
-            names = self.specialties
-            mat = np.stack([centroids[n] for n in names])
-            self.mu = mat.mean(axis=0)
-            centred = mat - self.mu
-            self.centroids = centred / np.linalg.norm(centred, axis=1, keepdims=True)
-            self.embed = embed
-        elif self.method == "loss":
-            if prompt_losses is None:
-                raise ConfigError("the loss router needs a scoring function")
-            self.prompt_losses = prompt_losses
-        elif self.method == "ngrams":
-            missing = sorted(set(self.specialties) - set(ngram_counts or {}))
-            if missing:
-                raise ConfigError(f"no n-gram counts for {missing} in router.json")
-            self.ngram_model = NgramModel({n: ngram_counts[n] for n in self.specialties})
+        self.scorer = _SCORERS[cfg.method](cfg, self.specialties, sources or RouterSources())
+
+    def weights(self, scores: dict[str, float]) -> dict[str, float] | None:
+        """Routing weights of every specialty (None: nothing matched, no expert)."""
+        if self.scorer.weighting == "share":
+            total = sum(scores.values())
+            return {n: s / total for n, s in scores.items()} if total else None
+        return softmax(scores, self.cfg.temperature)
+
+    def _route_whole(self, prompts: list[str]) -> list[Route]:
+        """Route each prompt as a whole (a method may score the batch at once)."""
+        out = []
+        for scores in self.scorer.scores(prompts) if prompts else []:
+            w = self.weights(scores)
+            out.append(Route([], {}, scores, self.method) if w is None
+                       else choose(w, scores, self.cfg, self.method))
+        return out
 
     def route_many(self, prompts: list[str]) -> list[Route]:
         """Route a batch, each prompt as a whole and by clauses."""
         wholes = self._route_whole(prompts)
         parts = [clauses(p) for p in prompts]
         flat = [c for cs in parts for c in cs if len(cs) > 1]
-        by_clause = iter(self._route_whole(flat)) if flat else iter(())
-        out = []
-        for whole, cs in zip(wholes, parts, strict=True):
-            if len(cs) < 2:
-                out.append(whole)
-                continue
-            ordered: list[str] = []
-            for route in (next(by_clause) for _ in cs):
-                if route.experts and route.weights[route.experts[0]] >= CLAUSE_CONFIDENCE \
-                        and route.experts[0] not in ordered:
-                    ordered.append(route.experts[0])
-            if len(ordered) < 2:
-                out.append(whole)
-                continue
-            ordered = ordered[: self.cfg.top_k]
-            best = whole.experts[0] if whole.experts else ordered[0]
-            if best not in ordered:
-                ordered = [best, *ordered[: self.cfg.top_k - 1]]
-            raw = self._all_weights(whole)
-            total = sum(raw[n] for n in ordered) or 1.0
-            out.append(Route(ordered, {n: raw[n] / total for n in ordered}, whole.scores,
-                             f"{self.method}+clauses"))
-        return out
+        by_clause = iter(self._route_whole(flat))
+        return [whole if len(cs) < 2 else self._by_clauses(whole, [next(by_clause) for _ in cs])
+                for whole, cs in zip(wholes, parts, strict=True)]
 
-    def _all_weights(self, route: Route) -> dict[str, float]:
-        if self.method == "keywords":
-            total = sum(route.scores.values()) or 1.0
-            return {n: s / total for n, s in route.scores.items()}
-        return softmax(route.scores, self.cfg.temperature)
-
-    def _route_whole(self, prompts: list[str]) -> list[Route]:
-        """Route each prompt as a whole (the centroid router embeds the batch at once)."""
-        if self.method == "centroid":
-            emb = self.embed(prompts) - self.mu
-            emb = emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(min=1e-12)
-            sims = emb @ self.centroids.T  # (n, experts)
-            out = []
-            for row in sims:
-                scores = dict(zip(self.specialties, row.tolist(), strict=True))
-                out.append(choose(softmax(scores, self.cfg.temperature), scores, self.cfg,
-                                  self.method))
-            return out
-        return [self._route_one(p) for p in prompts]
+    def _by_clauses(self, whole: Route, routes: list[Route]) -> Route:
+        ordered: list[str] = []
+        for route in routes:
+            if route.experts and route.weights[route.experts[0]] >= CLAUSE_CONFIDENCE \
+                    and route.experts[0] not in ordered:
+                ordered.append(route.experts[0])
+        if len(ordered) < 2:
+            return whole
+        ordered = ordered[: self.cfg.top_k]
+        best = whole.experts[0] if whole.experts else ordered[0]
+        if best not in ordered:
+            ordered = [best, *ordered[: self.cfg.top_k - 1]]
+        raw = self.weights(whole.scores) or {}
+        total = sum(raw.get(n, 0.0) for n in ordered) or 1.0
+        return Route(ordered, {n: raw.get(n, 0.0) / total for n in ordered}, whole.scores,
+                     f"{self.method}+clauses")
 
     def route(self, prompt: str) -> Route:
         """Choose the expert(s) for one prompt."""
         return self.route_many([prompt])[0]
-
-    def _route_one(self, prompt: str) -> Route:
-        if self.method in ("loss", "ngrams"):
-            if self.method == "loss":
-                losses = self.prompt_losses(prompt)
-                scores = {n: -losses[n] for n in self.specialties}
-            else:  # mean log-probability per n-gram under each specialty
-                scores = self.ngram_model.scores(prompt)
-            return choose(softmax(scores, self.cfg.temperature), scores, self.cfg, self.method)
-        scores = {n: float(len(self.rules[n].findall(prompt))) if n in self.rules else 0.0
-                  for n in self.specialties}
-        total = sum(scores.values())
-        if total == 0:  # no rule matched: no expert; `ask` falls back to the gateway
-            return Route([], {}, scores, self.method)
-        return choose({n: s / total for n, s in scores.items()}, scores, self.cfg, self.method)

@@ -27,7 +27,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from fedmoe_flwr.config import ROUTER_COMBINE, ROUTER_METHODS, ConfigError
+from fedmoe_flwr.config import ROUTER_COMBINE, ConfigError
+from fedmoe_flwr.routing import router_names
 from fedmoe_flwr.server.artifacts import STOP_FILE
 from fedmoe_flwr.server.rundir import RunDirError, RunView
 from fedmoe_flwr.tools.export import FORMATS, MERGED_DTYPES, export_adapter
@@ -122,7 +123,7 @@ def cmd_route_eval(args: argparse.Namespace, console: Console) -> None:
     cfg = run_app_config(run, **_router_overrides(args))
     examples = load_labelled([Path(f) for f in files], cfg)
     assistant = Assistant(run, cfg)
-    methods = [args.router] if args.router else list(ROUTER_METHODS)
+    methods = [args.router] if args.router else list(router_names())
     summary = Table(title=f"routing accuracy (top-1) on {len(examples)} prompts")
     summary.add_column("router")
     specialties = sorted({s for _, s in examples})
@@ -223,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _router_args(p: argparse.ArgumentParser, every: bool = False) -> None:
-    p.add_argument("--router", choices=ROUTER_METHODS, default=None,
+    p.add_argument("--router", choices=router_names(), default=None,
                    help="router method (default: " + ("every router" if every else
                                                      "router.method of the run") + ")")
     p.add_argument("--top-k", type=int, default=None)

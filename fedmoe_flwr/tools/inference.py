@@ -24,7 +24,7 @@ from fedmoe_flwr.node.data import encode_prompt
 from fedmoe_flwr.node.embedding import prompt_embeddings
 from fedmoe_flwr.node.model import ensure_adapter, load_base
 from fedmoe_flwr.routing.centroids import load_centroids, load_ngram_counts
-from fedmoe_flwr.routing.router import Route, Router
+from fedmoe_flwr.routing.router import Route, Router, RouterSources
 from fedmoe_flwr.server.rundir import RunView
 
 
@@ -74,16 +74,13 @@ class Assistant:
         self.refresh()  # loads every expert and builds the router
 
     def make_router(self, rcfg: RouterConfig) -> Router:
-        """A router of any method over this run's experts."""
-        if rcfg.method == "centroid":
-            return Router(rcfg, self.experts, centroids=load_centroids(self.run.root),
-                          embed=lambda prompts: prompt_embeddings(
-                              self.loaded, prompts, layer=self.cfg.router.embedding_layer))
-        if rcfg.method == "loss":
-            return Router(rcfg, self.experts, prompt_losses=self.prompt_losses)
-        if rcfg.method == "ngrams":
-            return Router(rcfg, self.experts, ngram_counts=load_ngram_counts(self.run.root))
-        return Router(rcfg, self.experts)
+        """A router of any registered method over this run's experts."""
+        root, layer = self.run.root, self.cfg.router.embedding_layer
+        sources = RouterSources(
+            centroids=lambda: load_centroids(root), ngram_counts=lambda: load_ngram_counts(root),
+            embed=lambda prompts: prompt_embeddings(self.loaded, prompts, layer=layer),
+            prompt_losses=self.prompt_losses)
+        return Router(rcfg, self.experts, sources)
 
     @torch.no_grad()
     def prompt_losses(self, prompt: str) -> dict[str, float]:
