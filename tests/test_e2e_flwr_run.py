@@ -284,3 +284,21 @@ def test_score_shows_each_expert_below_the_base_on_natural_prompts(flwr_run):
         cells = re.search(rf"data/eval/{domain}\.jsonl\s*│(.*)│", out).group(1).split("│")
         losses = {c: float(v.strip().rstrip("*")) for c, v in zip(cols, cells, strict=True)}
         assert losses[f"{domain}_expert"] < losses["base"], out
+
+
+def test_evaluate_scores_base_experts_gateway_and_the_router_on_a_run(flwr_run, tmp_path):
+    # On the random tiny model the code does not work (0% is expected); what is checked is
+    # the path: every adapter answers every task, and the router's picks are recorded.
+    tmp, _, env = flwr_run
+    run = tmp / "out" / "e2e"
+    out = tmp_path / "card.json"
+    proc = fedmoe("evaluate", run, "data/eval/exec/sql.jsonl", "--max-new-tokens", "12",
+                  "--batch-size", "16", "--out", out, env=env)
+    for adapter in ("base", "python_expert", "sql_expert", "docs_expert", "gateway", "auto"):
+        assert re.search(rf"│ {adapter}\s+│", proc.stdout), proc.stdout
+    card = json.loads(out.read_text())
+    assert set(card["pass_rates"]) == {"base", "docs_expert", "gateway", "auto",
+                                       "python_expert", "sql_expert"}
+    rows = card["per_task"]
+    assert len(rows) == card["tasks"]["sql_expert"] and all(r["auto"] for r in rows)
+    assert all(set(r["answers"]) == set(card["pass_rates"]) for r in rows)

@@ -9,6 +9,7 @@
     fedmoe ask     [RUN_DIR] "PROMPT" [--router ngrams|centroid|loss|keywords] [--seed N] ...
     fedmoe route-eval [RUN_DIR] FILE.jsonl ...   # accuracy + confusion matrix per router
     fedmoe score [RUN_DIR] FILE.jsonl ...        # loss of base, experts, gateway per file
+    fedmoe evaluate [RUN_DIR] TASKS.jsonl ... [--model NAME]  # pass rates by running the code
 
 ``RUN_DIR`` defaults to ``outputs/latest`` and may belong to a run that is
 still training: every command reads the last complete checkpoint.  Errors
@@ -28,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fedmoe_flwr.config import ROUTER_COMBINE, ConfigError
+from fedmoe_flwr.execution.tasks import TaskError
 from fedmoe_flwr.routing import router_names
 from fedmoe_flwr.server.artifacts import STOP_FILE
 from fedmoe_flwr.server.rundir import RunDirError, RunView
@@ -168,6 +170,42 @@ def cmd_score(args: argparse.Namespace, console: Console) -> None:
     console.print(table)
 
 
+def cmd_evaluate(args: argparse.Namespace, console: Console) -> None:
+    """Execution pass rates of the base model, experts, gateway and router on task files."""
+    from fedmoe_flwr.execution import Limits
+    from fedmoe_flwr.tools import evaluate as ev
+
+    for flag, value, hi in (("--max-new-tokens", args.max_new_tokens, 4096),
+                            ("--batch-size", args.batch_size, 512)):
+        if not 1 <= value <= hi:
+            raise ConfigError(f"{flag} must be in [1, {hi}], got {value}")
+    if not 0 < args.timeout <= 600:
+        raise ConfigError(f"--timeout must be in (0, 600] seconds, got {args.timeout}")
+    gen, limits = ev.GenerationSettings(args.max_new_tokens, args.batch_size), \
+        Limits(seconds=args.timeout)
+    if args.model:
+        tasks = ev.load_task_files(args.items)
+        card = ev.evaluate_base(args.model, tasks, gen, limits)
+        where = f"base model {args.model}"
+    else:
+        run_dir, files = _split_run_dir(args.items, "TASKS.jsonl")
+        run = RunView(run_dir)
+        tasks = ev.load_task_files(files)
+        only = [a.strip() for a in args.adapters.split(",") if a.strip()]
+        card = ev.evaluate_run(run, tasks, gen, limits, only)
+        where = str(run.root)
+    columns, rows = ev.table_rows(card)
+    table = Table(title=f"execution pass rate on {len(tasks)} tasks ({where})")
+    for col in columns:
+        table.add_column(col, justify="left" if col == "adapter" else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    if args.out:
+        ev.write_json(card, args.out)
+        console.print(f"answers and verdicts: {args.out}")
+
+
 def cmd_stop(run: RunView, console: Console) -> None:
     """Ask the server loop to end the run: it stops dispatching, drains, evaluates, summarises."""
     if run.summary() is not None:
@@ -217,6 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="require 'Authorization: Bearer KEY' (default: $FEDMOE_API_KEY)")
     p = sub.add_parser("score", help="loss of base, experts and gateway on JSONL files")
     p.add_argument("items", nargs="+", metavar="[RUN_DIR] FILE.jsonl")
+    p = sub.add_parser("evaluate", help="run the code each adapter writes: pass rates on "
+                       "SQL / Python task files (docs/evaluation.md)")
+    p.add_argument("items", nargs="+", metavar="[RUN_DIR] TASKS.jsonl")
+    p.add_argument("--model", default=None,
+                   help="score this base model alone (no run), e.g. smollm2-135m")
+    p.add_argument("--adapters", default="",
+                   help="comma-separated subset of base, the experts, gateway, auto")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per task's run")
+    p.add_argument("--out", type=Path, default=None,
+                   help="write every answer and verdict to this JSON file")
     p = sub.add_parser("route-eval", help="routing accuracy on labelled prompts")
     p.add_argument("items", nargs="+", metavar="[RUN_DIR] FILE.jsonl")
     _router_args(p, every=True)
@@ -295,7 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd_route_eval(args, console)
         elif args.command == "score":
             cmd_score(args, console)
-    except (RunDirError, ConfigError) as err:
+        elif args.command == "evaluate":
+            cmd_evaluate(args, console)
+    except (RunDirError, ConfigError, TaskError) as err:
         print(f"fedmoe: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -60,6 +60,24 @@ def prompt_token_loss(model: torch.nn.Module, ids: torch.Tensor, content: torch.
     return float(nll[content[1:]].mean())
 
 
+class SoleExpert:
+    """The router of a run with one adapter (the peer's ``global``): nothing to choose."""
+
+    method = "sole"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def route_many(self, prompts: list[str]) -> list[Route]:
+        """Every prompt goes to the one adapter."""
+        return [Route([self.name], {self.name: 1.0}, {self.name: 0.0}, self.method)
+                for _ in prompts]
+
+    def route(self, prompt: str) -> Route:
+        """The one adapter."""
+        return self.route_many([prompt])[0]
+
+
 class Assistant:
     """The base model with every expert of a run attached, and a router."""
 
@@ -179,7 +197,8 @@ class Assistant:
             changed = changed or info.name not in self.experts
         if changed:  # a specialty that joined: route to it too
             self.experts = sorted(self.versions)
-            self.router = self.make_router(self.cfg.router)
+            self.router = (self.make_router(self.cfg.router) if len(self.experts) > 1
+                           else SoleExpert(self.experts[0]))
         return dict(self.versions)
 
     def ask(self, prompt: str, *, max_new_tokens: int = 128, temperature: float = 0.0,

@@ -1,0 +1,249 @@
+"""Experts on a real pretrained model, judged by running the code they write.
+
+Reproduce (about 90 minutes on 2 CPU cores)::
+
+    bash scripts/bench.sh real_model                 # every stage
+    bash scripts/bench.sh real_model --stages score  # re-score finished runs
+
+The same federation of three specialties (one node each) on SmolLM2-135M-Instruct
+(``conf/smollm2.toml``: 20 minutes of training) under ``fedasync`` and under
+the peer ``flower-fedavg`` (one global adapter on every node, what FlowerTune
+does), with the same nodes, data, seed and budget; then, for the base model,
+every expert, the gateway, the router's choice (``auto``) and the peer:
+
+- execution pass rate on the hand-written task sets of ``data/eval/exec/``
+  (``fedmoe evaluate``: SQL run in sqlite, Python run against its tests, in
+  the sandbox); an expert is judged on its own domain's tasks;
+- held-out loss per domain (the nodes' own final evaluation);
+- loss on the hand-written natural prompts of ``data/eval/`` (``fedmoe score``);
+- routing accuracy of every router on the natural prompts (``fedmoe route-eval``),
+  after choosing ``router.embedding-layer`` for the centroid router by
+  measurement (stage ``layers``);
+- tokens per second per node while training;
+- a few answers of the base model and of the routed experts (``fedmoe ask``).
+
+Stages: ``layers``, ``train``, ``score`` (a finished federation is not run again).
+Writes ``bench/results/real_model.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+from federation_runs import ROOT, SPECIALTIES, publish, run_federation, update_events
+
+PRESET = ROOT / "conf" / "smollm2.toml"
+TASKS = [ROOT / "data" / "eval" / "exec" / f"{d}.jsonl" for d in ("sql", "python")]
+NATURAL = [ROOT / "data" / "eval" / f"{d}.jsonl" for d in ("python", "sql", "docs")]
+ASK = ["Tables: orders(id, customer_id, amount). Write a SQL query that returns the total "
+       "amount per customer_id.",
+       "Write a Python function `is_palindrome(s)` that ignores case and spaces.",
+       "Write a docstring for a function that retries an HTTP request three times."]
+LAYERS = (0, 4, 8, 12, 16, 20, 24, 30)
+
+
+def preset() -> dict:
+    """The run config of ``conf/smollm2.toml``."""
+    return tomllib.loads(PRESET.read_text())
+
+
+def sweep_layers(out: dict) -> int:
+    """Centroid routing accuracy on the natural prompts per hidden-states layer; the best."""
+    from fedmoe_flwr.config import ModelConfig, RouterConfig, parse_run_config
+    from fedmoe_flwr.node.data import load_local_data
+    from fedmoe_flwr.node.embedding import domain_centroid, prompt_embeddings
+    from fedmoe_flwr.node.model import load_base
+    from fedmoe_flwr.routing.router import Router, RouterSources
+    from fedmoe_flwr.tools.route_eval import evaluate_router, load_labelled
+
+    cfg = parse_run_config(preset())
+    loaded = load_base(ModelConfig(name="smollm2-135m", quantization=0))
+    examples = load_labelled(NATURAL, cfg)
+    prompts = {s: list(load_local_data(ROOT / p, cfg.data.eval_fraction).train["prompt"])
+               [: cfg.router.centroid_examples]
+               for s, p in zip(cfg.sim.specialties, cfg.sim.data_paths, strict=True)}
+    accuracy = {}
+    for layer in LAYERS:
+        cents = {s: domain_centroid(loaded, ps, layer=layer) for s, ps in prompts.items()}
+        router = Router(RouterConfig(method="centroid"), list(cents), RouterSources(
+            centroids=lambda c=cents: c,
+            embed=lambda ps, lay=layer: prompt_embeddings(loaded, ps, layer=lay)))
+        accuracy[layer] = evaluate_router(router, examples).accuracy
+        print(f"centroid router, layer {layer:>2}: {accuracy[layer]:.1%}", flush=True)
+    out["layers"] = {str(k): v for k, v in accuracy.items()}
+    return max(accuracy, key=accuracy.get)
+
+
+def train(work: Path, layer: int) -> dict[str, Path]:
+    """The two federations (kept when already finished)."""
+    runs = {}
+    for name, strategy in (("experts", "fedasync"), ("peer", "flower-fedavg")):
+        run_dir = work / name
+        if not (run_dir / "summary.json").exists():
+            run_federation(work, name, {**preset(), "strategy.name": strategy,
+                                        "router.embedding-layer": layer}, nodes=3,
+                           timeout=3 * 3600)
+        runs[name] = run_dir
+    return runs
+
+
+def pass_rates(runs: dict[str, Path], gen_tokens: int) -> dict:
+    """Execution pass rates: base, own-domain experts, gateway, auto, the peer's global."""
+    from fedmoe_flwr.execution import check_answers, load_tasks
+    from fedmoe_flwr.execution import pass_rates as rates
+    from fedmoe_flwr.server.rundir import RunView
+    from fedmoe_flwr.tools.evaluate import GenerationSettings, answers_of
+    from fedmoe_flwr.tools.inference import Assistant, run_app_config
+
+    tasks = load_tasks(TASKS)
+    gen = GenerationSettings(max_new_tokens=gen_tokens, batch_size=16)
+    out: dict[str, dict] = {}
+
+    def judge(assistant: Assistant, name: str, subset: list, label: str) -> None:
+        answers = answers_of(assistant, name, subset, gen)
+        out[label] = rates(subset, check_answers(list(zip(subset, answers, strict=True))))
+        print(f"{label}: {out[label]}", flush=True)
+
+    run = RunView(runs["experts"])
+    assistant = Assistant(run, run_app_config(run))
+    judge(assistant, "base", tasks, "base")
+    for specialty in ("sql_expert", "python_expert"):
+        judge(assistant, specialty, [t for t in tasks if t.specialty == specialty], specialty)
+    judge(assistant, "gateway", tasks, "gateway")
+    judge(assistant, "auto", tasks, "auto")
+    peer = RunView(runs["peer"])
+    judge(Assistant(peer, run_app_config(peer)), "global", tasks, "peer (global)")
+    return out
+
+
+def losses_and_routing(runs: dict[str, Path]) -> dict:
+    """Held-out and natural-prompt losses, routing accuracy of every router, tokens/s."""
+    from fedmoe_flwr.routing import router_names
+    from fedmoe_flwr.server.rundir import RunView
+    from fedmoe_flwr.tools.inference import Assistant, run_app_config
+    from fedmoe_flwr.tools.route_eval import evaluate_router, load_labelled
+    from fedmoe_flwr.tools.scoring import score_files
+
+    out: dict = {"held_out": {}, "natural": {}, "routing": {}, "tokens_per_s": {}}
+    for label, run_dir in runs.items():
+        summary = json.loads((run_dir / "summary.json").read_text())
+        out["held_out"][label] = summary["eval"]["final"]
+        run = RunView(run_dir)
+        out["natural"][label] = score_files(run, run_app_config(run), NATURAL)
+        speeds: dict[str, list[float]] = {}
+        for e in update_events(run_dir):
+            speeds.setdefault(e.specialty, []).append(e.tokens / max(e.train_seconds, 1e-9))
+        out["tokens_per_s"][label] = {s: statistics.median(v) for s, v in speeds.items()}
+    run = RunView(runs["experts"])
+    cfg = run_app_config(run)
+    assistant = Assistant(run, cfg)
+    examples = load_labelled(NATURAL, cfg)
+    for method in router_names():
+        report = evaluate_router(assistant.make_router(replace(cfg.router, method=method)),
+                                 examples)
+        out["routing"][method] = {"all": report.accuracy, **report.per_specialty()}
+    out["ask"] = ask_examples(assistant)
+    return out
+
+
+def ask_examples(assistant: object) -> list[dict]:
+    """The base model's and the routed experts' answers to a few questions."""
+    from fedmoe_flwr.tools.generation import generate_batch
+
+    with assistant.model.disable_adapter():
+        base = generate_batch(assistant.loaded, ASK, max_new_tokens=120)
+    routed = [assistant.ask(q, max_new_tokens=120) for q in ASK]
+    return [{"question": q, "base": b, "routed": a.text, "adapter": a.adapter}
+            for q, b, a in zip(ASK, base, routed, strict=True)]
+
+
+def table(results: dict) -> list[str]:
+    """The Markdown report."""
+    p = results["pass_rates"]
+    lines = ["# Experts on SmolLM2-135M-Instruct, judged by execution", "",
+             "`bash scripts/bench.sh real_model` (conf/smollm2.toml: three nodes, one per "
+             "specialty, 20 min of training each run, on 2 CPU cores).", "",
+             "## Execution pass rate (data/eval/exec/: 48 SQL, 50 Python tasks)", "",
+             "| adapter | SQL | Python |", "|---|---:|---:|"]
+    for label, r in p.items():
+        lines.append(f"| {label} | {_pct(r.get('sql_expert'))} | {_pct(r.get('python_expert'))} |")
+    lines += ["", "An expert is judged on its own domain's tasks; `auto` is the router's choice "
+              "per task; `peer (global)` is flower-fedavg's one adapter.", "",
+              "## Held-out loss per domain (final, the nodes' evaluation)", ""]
+    lines += _matrix(results["losses"]["held_out"])
+    lines += ["", "## Loss on the hand-written natural prompts (data/eval/)", ""]
+    lines += _matrix({k: {Path(f).stem: row for f, row in v.items()}
+                      for k, v in results["losses"]["natural"].items()})
+    lines += ["", "## Routing accuracy on the natural prompts (top-1)", "",
+              "| router | all | " + " | ".join(SPECIALTIES) + " |",
+              "|---|---:|" + "---:|" * len(SPECIALTIES)]
+    for method, r in results["losses"]["routing"].items():
+        lines.append(f"| {method} | {_pct(r['all'])} | " +
+                     " | ".join(_pct(r.get(s)) for s in SPECIALTIES) + " |")
+    if "layers" in results:
+        lines += ["", "Centroid router by `router.embedding-layer` (hidden_states index): " +
+                  ", ".join(f"{k}: {_pct(v)}" for k, v in results["layers"].items()) + "."]
+    lines += ["", "## Tokens per second per node while training (median per update)", ""]
+    for label, speeds in results["losses"]["tokens_per_s"].items():
+        lines.append(f"- {label}: " + ", ".join(f"{s} {v:.0f}" for s, v in speeds.items()))
+    lines += ["", "## Answers: base model vs routed experts (`fedmoe ask`, greedy)", ""]
+    for a in results["losses"]["ask"]:
+        lines += [f"**{a['question']}**", "", "base:", "```", a["base"][:600], "```",
+                  f"routed ({a['adapter']}):", "```", a["routed"][:600], "```", ""]
+    return lines
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def _matrix(by_run: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    out = []
+    for label, rows in by_run.items():
+        adapters = sorted({a for r in rows.values() for a in r})
+        out += [f"{label}:", "", "| domain | " + " | ".join(adapters) + " |",
+                "|---|" + "---:|" * len(adapters)]
+        for domain, row in rows.items():
+            best = min(row.values())
+            out.append(f"| {domain} | " + " | ".join(
+                (f"**{row[a]:.3f}**" if row.get(a) == best else f"{row[a]:.3f}")
+                if a in row else "-" for a in adapters) + " |")
+        out.append("")
+    return out
+
+
+def main() -> None:
+    """The stages, then the report."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--stages", default="layers,train,score")
+    ap.add_argument("--work", type=Path, default=ROOT / ".fedmoe" / "bench-real-model")
+    ap.add_argument("--max-new-tokens", type=int, default=192)
+    args = ap.parse_args()
+    stages = set(args.stages.split(","))
+    args.work.mkdir(parents=True, exist_ok=True)
+    state = args.work / "results.json"
+    results = json.loads(state.read_text()) if state.exists() else {}
+    layer = int(preset()["router.embedding-layer"])
+    if "layers" in stages:
+        layer = sweep_layers(results)
+        results["chosen_layer"] = layer
+        state.write_text(json.dumps(results, indent=1))
+    layer = results.get("chosen_layer", layer)
+    runs = train(args.work, layer) if "train" in stages else {
+        n: args.work / n for n in ("experts", "peer")}
+    if "score" in stages:
+        results["pass_rates"] = pass_rates(runs, args.max_new_tokens)
+        results["losses"] = losses_and_routing(runs)
+        state.write_text(json.dumps(results, indent=1))
+        (ROOT / "bench" / "results" / "real_model.json").write_text(json.dumps(results, indent=1))
+        publish("real_model", table(results))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
