@@ -53,11 +53,41 @@ def preset() -> dict:
     return tomllib.loads(PRESET.read_text())
 
 
+def all_layers(loaded: object, prompts: list[str]) -> dict[int, object]:
+    """Layer -> ``(n, hidden)`` unit embeddings, as the nodes compute them, in one pass.
+
+    The same pooling as :func:`fedmoe_flwr.node.embedding.prompt_embeddings`
+    (mean over the chat-templated prompt's tokens, L2-normalised), for every
+    layer of :data:`LAYERS` at once.
+    """
+    import numpy as np
+    import torch
+
+    from fedmoe_flwr.node.data import prompt_text
+
+    tok, model = loaded.tokenizer, loaded.peft_model
+    out: dict[int, list] = {layer: [] for layer in LAYERS}
+    model.eval()
+    with torch.no_grad(), model.disable_adapter():
+        for start in range(0, len(prompts), 16):
+            texts = [prompt_text(tok, p) for p in prompts[start:start + 16]]
+            batch = tok(texts, return_tensors="pt", padding=True, truncation=True,
+                        max_length=128, add_special_tokens=False)
+            states = model(**batch, output_hidden_states=True).hidden_states
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            for layer in LAYERS:
+                pooled = (states[layer].float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                out[layer].append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+    return {layer: np.concatenate(v) for layer, v in out.items()}
+
+
 def sweep_layers(out: dict) -> int:
     """Centroid routing accuracy on the natural prompts per hidden-states layer; the best."""
+    import numpy as np
+
     from fedmoe_flwr.config import ModelConfig, RouterConfig, parse_run_config
     from fedmoe_flwr.node.data import load_local_data
-    from fedmoe_flwr.node.embedding import domain_centroid, prompt_embeddings
+    from fedmoe_flwr.node.embedding import prompt_embeddings
     from fedmoe_flwr.node.model import load_base
     from fedmoe_flwr.routing.router import Router, RouterSources
     from fedmoe_flwr.tools.route_eval import evaluate_router, load_labelled
@@ -65,15 +95,27 @@ def sweep_layers(out: dict) -> int:
     cfg = parse_run_config(preset())
     loaded = load_base(ModelConfig(name="smollm2-135m", quantization=0))
     examples = load_labelled(NATURAL, cfg)
-    prompts = {s: list(load_local_data(ROOT / p, cfg.data.eval_fraction).train["prompt"])
-               [: cfg.router.centroid_examples]
-               for s, p in zip(cfg.sim.specialties, cfg.sim.data_paths, strict=True)}
+    domains = list(cfg.sim.specialties)
+    train = [list(load_local_data(ROOT / p, cfg.data.eval_fraction).train["prompt"])
+             [: cfg.router.centroid_examples] for p in cfg.sim.data_paths]
+    questions = [p for p, _ in examples]
+    emb = all_layers(loaded, [p for ps in train for p in ps] + questions)
+    bounds = np.cumsum([0] + [len(ps) for ps in train])
     accuracy = {}
     for layer in LAYERS:
-        cents = {s: domain_centroid(loaded, ps, layer=layer) for s, ps in prompts.items()}
-        router = Router(RouterConfig(method="centroid"), list(cents), RouterSources(
-            centroids=lambda c=cents: c,
-            embed=lambda ps, lay=layer: prompt_embeddings(loaded, ps, layer=lay)))
+        e = emb[layer]
+        cents = {d: e[bounds[i]:bounds[i + 1]].mean(axis=0) for i, d in enumerate(domains)}
+        lookup = dict(zip(questions, e[bounds[-1]:], strict=False))
+
+        def embed(ps: list[str], q: dict = lookup, lay: int = layer) -> np.ndarray:
+            missing = [p for p in ps if p not in q]  # clauses of multi-part prompts
+            if missing:
+                q.update(zip(missing, prompt_embeddings(loaded, missing, layer=lay),
+                             strict=True))
+            return np.stack([q[p] for p in ps])
+
+        router = Router(RouterConfig(method="centroid"), domains, RouterSources(
+            centroids=lambda c=cents: c, embed=embed))
         accuracy[layer] = evaluate_router(router, examples).accuracy
         print(f"centroid router, layer {layer:>2}: {accuracy[layer]:.1%}", flush=True)
     out["layers"] = {str(k): v for k, v in accuracy.items()}
@@ -86,8 +128,12 @@ def train(work: Path, layer: int) -> dict[str, Path]:
     for name, strategy in (("experts", "fedasync"), ("peer", "flower-fedavg")):
         run_dir = work / name
         if not (run_dir / "summary.json").exists():
+            # robust.enabled = false: the robust checks still measure every update (keep,
+            # cos, norm_ratio in metrics.jsonl), so this run's honest statistics can be held
+            # against the defaults without a refusal changing what is being measured.
             run_federation(work, name, {**preset(), "strategy.name": strategy,
-                                        "router.embedding-layer": layer}, nodes=3,
+                                        "router.embedding-layer": layer,
+                                        "robust.enabled": False}, nodes=3,
                            timeout=3 * 3600)
         runs[name] = run_dir
     return runs

@@ -209,6 +209,29 @@ class StrategyConfig(Section):
 
 
 @dataclass(frozen=True)
+class RobustConfig(Section):
+    """Robust checks of every update against its expert, and the quarantine of liars."""
+
+    enabled: bool = setting(True, "robust.enabled", "refuse updates that erase the expert, "
+                            "point against its recent movement, stand out in norm or replay "
+                            "(docs/safety.md)")
+    min_keep: float = setting(0.5, "robust.min-keep", "refuse an update that leaves less than "
+                              "this share of the expert's norm (an all-zero update leaves 0)",
+                              ge=0, le=1)
+    min_cosine: float = setting(-0.3, "robust.min-cosine", "refuse a change whose cosine "
+                                "with the expert's recent movement is below this (honest "
+                                "changes: 0.08 at least while learning, -0.11 once "
+                                "converged, when changes are noise)", ge=-1, le=1)
+    max_norm_ratio: float = setting(3.0, "robust.max-norm-ratio", "refuse a change over this "
+                                    "many times the median norm of recent accepted changes "
+                                    "(honest changes measured 1.15 at most)", gt=1, le=1e6)
+    warmup: int = setting(3, "robust.warmup", "accepted changes of an expert before the "
+                          "direction and norm checks apply", ge=1, le=10**6)
+    strikes: int = setting(3, "robust.strikes", "robust refusals after which a node is "
+                           "quarantined for the rest of the run", ge=1, le=10**6)
+
+
+@dataclass(frozen=True)
 class GatewayConfig(Section):
     """How the gateway adapter is built from the experts."""
 
@@ -388,6 +411,7 @@ class AppConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    robust: RobustConfig = field(default_factory=RobustConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
     run: RunSettings = field(default_factory=RunSettings)

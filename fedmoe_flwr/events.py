@@ -113,6 +113,9 @@ class Update(Event):
     epsilon: float | None = None  # privacy on: the node's epsilon so far
     process_id: int | None = None
     delta_norm: float | None = None  # privacy on: the delta's norm before clipping
+    keep: float | None = None  # robust: share of the expert's norm the update leaves
+    cos: float | None = None  # robust: cosine of its change with the expert's recent movement
+    norm_ratio: float | None = None  # robust: its change's norm / median of recent ones
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from fedmoe_flwr.config import DAY, Section, setting
 from fedmoe_flwr.events import Round as RoundEvent
+from fedmoe_flwr.merge.robust import AGGREGATES, robust_average
 from fedmoe_flwr.merge.rules import weighted_average
 from fedmoe_flwr.server.policy import DueMerge, Member, Outcome, Strategy, Update
 from fedmoe_flwr.weights import Weights
@@ -39,6 +40,12 @@ class FedAvgParams(Section):
     sync_scope: str = setting("global", "strategy.fedavg.sync-scope", "one barrier for all "
                               "nodes (global) or one per specialty",
                               choices=("global", "specialty"))
+    aggregate: str = setting("mean", "strategy.fedavg.aggregate", "how a round's updates "
+                             "combine: mean (weighted by examples), or per coordinate "
+                             "trimmed-mean or median (robust to a lying node; 3 or more)",
+                             choices=AGGREGATES)
+    trim: float = setting(0.2, "strategy.fedavg.trim", "trimmed-mean: share of the largest and "
+                          "of the smallest values dropped per coordinate", ge=0, lt=0.5)
 
 
 @dataclass
@@ -117,8 +124,11 @@ class FedAvg(Strategy):
         return merges
 
     def average(self, updates: list[tuple[Weights, int]]) -> Weights:
-        """One adapter's round average, weighted by examples trained on."""
-        return weighted_average([w for w, _ in updates], [n for _, n in updates])
+        """One adapter's round average (weighted by examples, or robust per coordinate)."""
+        if self.params.aggregate == "mean":
+            return weighted_average([w for w, _ in updates], [n for _, n in updates])
+        return robust_average([w for w, _ in updates], [n for _, n in updates],
+                              self.params.aggregate, self.params.trim)
 
     def _close(self, rnd: Round, now: float, versions: Mapping[str, int]) -> list[DueMerge]:
         merges = [DueMerge(a, self.average(ups)) for a, ups in sorted(rnd.updates.items())]

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from fedmoe_flwr.config import Section, setting
+from fedmoe_flwr.merge.robust import AGGREGATES, robust_average
 from fedmoe_flwr.merge.rules import fedbuff_apply, fedbuff_staleness_weight
 from fedmoe_flwr.server.policy import Outcome, Strategy, Update
 from fedmoe_flwr.weights import Weights
@@ -26,6 +29,12 @@ class FedBuffParams(Section):
                                "before one server step (K)", ge=1, le=10**4)
     server_lr: float = setting(1.0, "strategy.fedbuff.server-lr", "server learning rate eta_g",
                                gt=0, le=100)
+    aggregate: str = setting("mean", "strategy.fedbuff.aggregate", "how the buffer's deltas "
+                             "combine: mean (the paper), or per coordinate trimmed-mean or "
+                             "median (robust to a lying node; 3 or more deltas)",
+                             choices=AGGREGATES)
+    trim: float = setting(0.2, "strategy.fedbuff.trim", "trimmed-mean: share of the largest "
+                          "and of the smallest values dropped per coordinate", ge=0, lt=0.5)
 
 
 class FedBuff(Strategy):
@@ -47,5 +56,11 @@ class FedBuff(Strategy):
             return Outcome(None, scale, "buffered")
         deltas, scales = zip(*buffer, strict=True)
         buffer.clear()
-        return Outcome(fedbuff_apply(current, list(deltas), list(scales), self.params.server_lr),
+        p = self.params
+        if p.aggregate == "mean":
+            return Outcome(fedbuff_apply(current, list(deltas), list(scales), p.server_lr), scale)
+        scaled = [{k: np.float32(s) * v for k, v in d.items()} for d, s in zip(deltas, scales,
+                                                                              strict=True)]
+        step = robust_average(scaled, [1.0] * len(scaled), p.aggregate, p.trim)
+        return Outcome({k: current[k] + np.float32(p.server_lr) * step[k] for k in current},
                        scale)

@@ -91,6 +91,7 @@ class FakeGrid(Grid):
 KEYS = ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
         "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight")
 INIT = {KEYS[0]: np.zeros((8, 64), np.float32), KEYS[1]: np.zeros((64, 8), np.float32)}  # r = 8
+SIG = lora_signature(parse_run_config({}).model)
 
 
 def make_node(specialty, *, delay=1, step=1.0, corrupt=None, error_on_train=None, examples=8,
@@ -133,9 +134,10 @@ def run(tmp_path, nodes, plot=False, grids=None, **overrides):
 
     ``grids``: a list the FakeGrid is appended to (to read the messages pushed).
     """
-    # Scripted nodes add whole numbers to every weight: far over the real norm bound.
+    # Scripted nodes add whole numbers to every weight: far over the real norm bound, and
+    # every node's change is the same, which the robust checks would call a replay.
     cfg = parse_run_config({"run.duration": 1e6, "run.drain-timeout": 5.0,
-                            "strategy.max-update-norm": 0.0,
+                            "strategy.max-update-norm": 0.0, "robust.enabled": False,
                             "run.specialties": "python_expert,sql_expert", **overrides})
     run_dir = RunDirectory(tmp_path, "run", cfg.model)
     now = [0.0]

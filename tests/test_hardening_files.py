@@ -60,23 +60,110 @@ DAMAGE = [
      "meta.json is damaged"),
     ("garbage adapter_config.json", lambda d: (d / "adapter_config.json").write_text("]"),
      "adapter_config.json is damaged"),
+    ("version not a number", lambda d: _edit(d / "meta.json", version="seven"),
+     "field 'version'"),
+    ("checksum missing", lambda d: _edit(d / "meta.json", sha256=None), "field 'sha256'"),
+    ("rank missing", lambda d: _edit(d / "adapter_config.json", r=None), "field 'r'"),
+    ("targets not a list", lambda d: _edit(d / "adapter_config.json", target_modules="q"),
+     "field 'target_modules'"),
+    ("NaN with a matching checksum", lambda d: _nan_with_checksum(d), "holds NaN or Inf"),
+    ("meta.json missing", lambda d: (d / "meta.json").unlink(), "has no meta.json"),
 ]
 
 
+def _edit(path, **changes):
+    obj = __import__("json").loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            obj.pop(key, None)
+        else:
+            obj[key] = value
+    path.write_text(__import__("json").dumps(obj))
+
+
+def _nan_with_checksum(d):
+    from safetensors.numpy import load_file
+
+    from fedmoe_flwr.weights import weights_checksum
+
+    weights = {k: np.full_like(v, np.nan) for k, v in
+               load_file(str(d / "adapter_model.safetensors")).items()}
+    save_file(weights, str(d / "adapter_model.safetensors"))
+    _edit(d / "meta.json", sha256=weights_checksum(weights))
+
+
+COMMANDS = {  # every command that reads a run directory
+    "experts": lambda run, out: ["experts", str(run)],
+    "gateway": lambda run, out: ["gateway", str(run)],
+    "export": lambda run, out: ["export", str(run), "--adapter", "sql_expert", "--out", str(out)],
+    "score": lambda run, out: ["score", str(run), "data/eval/sql.jsonl"],
+    "route-eval": lambda run, out: ["route-eval", str(run), "data/eval/sql.jsonl"],
+    "ask": lambda run, out: ["ask", str(run), "a question"],
+    "evaluate": lambda run, out: ["evaluate", str(run), "data/eval/exec/sql.jsonl"],
+    "stop": lambda run, out: ["stop", str(run)],
+}
+
+
 @pytest.mark.parametrize(("name", "damage", "message"), DAMAGE, ids=[d[0] for d in DAMAGE])
-@pytest.mark.parametrize("command", ["export", "experts"])
-def test_damaged_checkpoint_is_a_one_line_error(run_dir, tmp_path, capsys, name, damage,
-                                                message, command):
-    damage(current(run_dir))
-    argv = (["export", str(run_dir), "--adapter", "python_expert", "--out",
-             str(tmp_path / "out")] if command == "export" else ["experts", str(run_dir)])
-    if command == "experts" and "safetensors" in message or "checksum" in message:
-        argv = ["export", str(run_dir), "--adapter", "python_expert", "--format", "npz",
-                "--out", str(tmp_path / "out.npz")]
-    assert main(argv) == 2
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_damaged_checkpoint_is_a_one_line_error_in_every_command(
+        run_dir, tmp_path, capsys, name, damage, message, command):
+    damage(current(run_dir))  # the python expert; every command checks the whole run first
+    assert main(COMMANDS[command](run_dir, tmp_path / "out")) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("fedmoe: error: ") and message in err and "\n" not in err, err
-    assert not (tmp_path / "out").exists() and not (tmp_path / "out.npz").exists()
+    assert str(run_dir) in err  # names the file
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("file", ["run_config.json", "router.json"])
+def test_a_damaged_run_file_is_a_one_line_error(run_dir, capsys, file):
+    (run_dir / file).write_text('{"a": ')
+    assert main(["experts", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{file} is damaged" in err and "\n" not in err
+
+
+def test_a_run_config_with_a_nonsense_value_names_the_file(run_dir, capsys):
+    (run_dir / "run_config.json").write_text('{"train.batch-size": -3}')
+    assert main(["ask", str(run_dir), "a question"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "run_config.json" in err and "train.batch-size" in err
+
+
+def test_resume_refuses_an_expert_that_holds_nan(run_dir):
+    _nan_with_checksum(current(run_dir))
+    from fedmoe_flwr.server.resume import load_resume_state
+
+    with pytest.raises(ConfigError, match="run.resume-from.*NaN"):
+        load_resume_state(str(run_dir), parse_run_config({}).model,
+                          ("python_expert", "sql_expert"))
+
+
+def test_route_eval_on_invalid_utf8_names_file_and_line(run_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"prompt": "a", "specialty": "sql_expert"}\n{"prompt": "\xff"}\n')
+    assert main(["route-eval", str(run_dir), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:2: not valid UTF-8" in err
+
+
+def test_an_unwritable_export_destination_names_out(run_dir, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores permissions: use a path under a file
+            target = tmp_path / "a-file" / "out"
+            (tmp_path / "a-file").write_text("x")
+        else:
+            target = locked / "out"
+        assert main(["export", str(run_dir), "--adapter", "sql_expert", "--out",
+                     str(target)]) == 2
+    finally:
+        locked.chmod(0o700)
+    err = capsys.readouterr().err
+    assert f"--out {target}" in err and ".out." not in err
 
 
 def test_garbage_summary_is_a_one_line_error(run_dir, capsys):

@@ -26,10 +26,19 @@ MAX_CENTROID_DIM = 65_536  # a hidden size far above any Qwen's (7B: 3584)
 
 
 class CentroidBook:
-    """Per-node centroids and their per-specialty means (the content of ``router.json``)."""
+    """Per-node centroids and their per-specialty means (the content of ``router.json``).
 
-    def __init__(self, embedding_layer: int) -> None:
+    What a node sends is bounded before any router sees it: a centroid is a
+    mean of unit vectors, so one longer than 1 is refused (a finite but huge
+    vector would swamp the centring every score goes through); its example
+    count weighs it at most ``max_count`` (what a node averages); and a
+    node's n-gram total is capped at twice the median of its specialty's
+    nodes, so one node cannot drown the others of its specialty.
+    """
+
+    def __init__(self, embedding_layer: int, max_count: int = 256) -> None:
         self.embedding_layer = embedding_layer
+        self.max_count = max(1, max_count)
         self.by_node: dict[int, tuple[str, np.ndarray, int]] = {}  # node -> (spec, mean, n)
         self.ngrams: dict[int, tuple[str, np.ndarray]] = {}  # node -> (spec, counts)
 
@@ -52,8 +61,24 @@ class CentroidBook:
             return f"centroid of shape {vec.shape} differs from the others' {sorted(dims)}"
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             return f"centroid example count {count!r} is not a positive integer"
-        self.by_node[node_id] = (specialty, vec.astype(np.float32), count)
+        length = float(np.linalg.norm(vec.astype(np.float64)))
+        if length > 1.0 + 1e-3:
+            return (f"centroid of length {length:.3g} is not a mean of unit embeddings "
+                    f"(at most 1)")
+        self.by_node[node_id] = (specialty, vec.astype(np.float32), min(count, self.max_count))
         return None
+
+    def _ngram_sums(self) -> dict[str, np.ndarray]:
+        """Per specialty, the nodes' counts summed, each node's total capped (see class)."""
+        totals: dict[str, list[float]] = {}
+        for specialty, counts in self.ngrams.values():
+            totals.setdefault(specialty, []).append(float(counts.sum()))
+        sums: dict[str, np.ndarray] = {}
+        for specialty, counts in self.ngrams.values():
+            cap, total = _capped(totals[specialty]), float(counts.sum())
+            scale = min(1.0, cap / total) if total > 0 else 1.0
+            sums[specialty] = sums.get(specialty, 0) + counts * np.float32(scale)
+        return sums
 
     def to_json(self) -> dict[str, Any]:
         """The ``router.json`` document: per specialty, centroid, examples and nodes."""
@@ -74,14 +99,18 @@ class CentroidBook:
                             for s, e in sorted(per.items())},
         }
         if self.ngrams:
-            sums: dict[str, np.ndarray] = {}
-            for specialty, counts in self.ngrams.values():
-                sums[specialty] = sums.get(specialty, 0) + counts
+            sums = self._ngram_sums()
+            counts = next(iter(sums.values()))
             out["ngrams"] = {"sizes": list(NGRAM_SIZES), "buckets": int(counts.size),
                              "hash": "crc32 of the UTF-8 n-gram, modulo buckets",
                              "specialties": {s: {str(i): float(v[i]) for i in np.flatnonzero(v)}
                                              for s, v in sorted(sums.items())}}
         return out
+
+
+def _capped(totals: list[float]) -> float:
+    """The largest n-gram total a node of a specialty may weigh: 2x the median of them."""
+    return 2.0 * float(np.median(totals)) if len(totals) >= 3 else float("inf")
 
 
 def load_ngram_counts(run_root: Path) -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ from flwr.app import Message
 from flwr.serverapp import Grid
 
 from fedmoe_flwr.config import AppConfig
-from fedmoe_flwr.events import NodeError, Resume, Start
+from fedmoe_flwr.events import NodeError, Refused, Resume, Start
 from fedmoe_flwr.lora import lora_signature
 from fedmoe_flwr.merge.validation import UpdateRejected
 from fedmoe_flwr.routing.centroids import ROUTER_FILE, CentroidBook
@@ -31,6 +31,7 @@ from fedmoe_flwr.server.artifacts import RunDirectory
 from fedmoe_flwr.server.dispatch import Dispatcher, TrainPlan
 from fedmoe_flwr.server.evaluation import Evaluator
 from fedmoe_flwr.server.federation import Federation, GatewayPlan
+from fedmoe_flwr.server.guard import UpdateGuard
 from fedmoe_flwr.server.ledger import PrivacyLedger
 from fedmoe_flwr.server.load import LoadMeter
 from fedmoe_flwr.server.messenger import Flight, Messenger
@@ -80,13 +81,14 @@ class FederationLoop:
         self.admission = Admission(
             AdmissionRules(lora_signature(cfg.model), frozenset(run.specialties),
                            run.allow_new_specialties, run.max_experts),
-            self.federation, self.nodes, CentroidBook(cfg.router.embedding_layer),
+            self.federation, self.nodes, CentroidBook(cfg.router.embedding_layer,
+                                                      cfg.router.centroid_examples),
             strategy.adapter_for, self.events, lambda doc: run_dir.write_json(ROUTER_FILE, doc))
         self.ledger = PrivacyLedger(cfg.privacy)
         self.desk = UpdateDesk(IntakeRules(cfg.strategy.max_staleness,
                                            cfg.strategy.max_update_norm),
                                self.federation, strategy, self.stats, self.ledger, self.events,
-                               clock)
+                               clock, UpdateGuard(cfg.robust), self._quarantine)
         self.dispatcher = Dispatcher(TrainPlan(cfg.train, run.seed, cfg.comm.compression),
                                      self.messenger, self.ledger, clock)
         self.registrar = Registrar(self.nodes, self.messenger, clock)
@@ -207,6 +209,14 @@ class FederationLoop:
             except UpdateRejected as err:
                 self.stats.rejected[f"eval-{err.reason}"] += 1
                 log.warning("evaluation reply of node %s rejected: %s", flight.node_id, err)
+
+    def _quarantine(self, node_id: int, reason: str) -> None:
+        """Refuse a node for the rest of the run: no message is sent to it again."""
+        log.warning("node %s quarantined: %s", node_id, reason)
+        self.events.write(Refused(node=str(node_id), reason=f"quarantined: {reason}"))
+        self.nodes.quarantine(node_id, f"quarantined: {reason}")
+        self.messenger.drop(lambda f: f.node_id == node_id)
+        self.strategy.on_missing(node_id)
 
     def _on_error(self, reply: Message, flight: Flight) -> None:
         err = reply.error

@@ -50,6 +50,11 @@ class NodeTable:
         """Never ask this node again in this run."""
         self.refused[node_id] = reason
 
+    def quarantine(self, node_id: int, reason: str) -> None:
+        """A registered node that keeps lying: dropped and refused for the rest of the run."""
+        self.registered.pop(node_id, None)
+        self.refuse(node_id, reason)
+
     def lose(self, node_id: int, now: float) -> None:
         """Drop a node after an error reply; it may rejoin after the backoff."""
         self.registered.pop(node_id, None)

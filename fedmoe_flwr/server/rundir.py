@@ -1,9 +1,16 @@
-"""Reading a run directory: the experts and gateway a run checkpointed.
+"""Reading a run directory: the one checked reader every command goes through.
 
 The writer (:mod:`fedmoe_flwr.server.artifacts`) swaps each adapter's symlink
 atomically, so a reader that resolves the link once and reads from the
 immutable version directory it points to always sees one complete
 checkpoint, even while the run is still writing newer ones.
+
+Opening a :class:`RunView` checks the whole run first (every adapter's
+``meta.json`` and ``adapter_config.json`` fields, its weights against the
+checksum in ``meta.json`` and for NaN/Inf, and ``run_config.json``,
+``router.json`` and ``summary.json`` as JSON), so a damaged, truncated or
+altered file stops any command at once with one line naming the file and
+field, before a model is loaded or anything is written.
 """
 
 from __future__ import annotations
@@ -15,13 +22,41 @@ from typing import Any
 
 from fedmoe_flwr.contract import GATEWAY
 from fedmoe_flwr.server.artifacts import load_adapter_weights
-from fedmoe_flwr.weights import Weights, weights_checksum
+from fedmoe_flwr.weights import Weights, all_finite, weights_checksum
 
 DEFAULT_RUN_DIR = Path("outputs") / "latest"
 
 
 class RunDirError(ValueError):
     """A run directory, or an adapter in it, cannot be used as asked."""
+
+
+def _field(path: Path, obj: dict[str, Any], key: str, ok: Any, want: str) -> Any:
+    """``obj[key]`` if ``ok(value)``, else an error naming the file, the field and the value."""
+    value = obj.get(key)
+    if not ok(value):
+        raise RunDirError(f"{path} is damaged: field {key!r} must be {want}, got "
+                          f"{str(value)[:60]!r}")
+    return value
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _check_meta(path: Path, meta: dict[str, Any]) -> None:
+    _field(path, meta, "version", _whole, "a whole number >= 0")
+    _field(path, meta, "sha256", lambda v: isinstance(v, str) and len(v) == 64
+           and all(c in "0123456789abcdef" for c in v), "a sha256 hex digest")
+
+
+def _check_config(path: Path, config: dict[str, Any]) -> None:
+    _field(path, config, "peft_type", lambda v: v == "LORA", '"LORA"')
+    _field(path, config, "r", lambda v: _whole(v) and v >= 1, "a whole number >= 1")
+    _field(path, config, "lora_alpha", lambda v: isinstance(v, (int, float))
+           and not isinstance(v, bool) and v > 0, "a positive number")
+    _field(path, config, "target_modules", lambda v: isinstance(v, list) and v and all(
+        isinstance(m, str) for m in v), "a non-empty list of module names")
 
 
 @dataclass(frozen=True)
@@ -46,23 +81,29 @@ class AdapterInfo:
         return int(self.meta.get("version", 0))
 
     def weights(self) -> Weights:
-        """The LoRA matrices, keyed by PEFT saved-adapter keys, checked against meta.json."""
+        """The LoRA matrices, keyed by PEFT saved-adapter keys, checked against meta.json.
+
+        Refused when the file is unreadable, differs from the checksum, or holds
+        NaN/Inf (a checksum can match a file that was written with NaN in it).
+        """
         file = self.path / "adapter_model.safetensors"
         try:
             weights = load_adapter_weights(self.path)
         except Exception as err:  # truncated or garbage file: safetensors raises many kinds
-            raise RunDirError(f"{file} is damaged ({type(err).__name__}: {err})") from None
-        want = self.meta.get("sha256")
-        if want and weights_checksum(weights) != want:
+            raise RunDirError(f"{file} is damaged ({type(err).__name__}: "
+                              f"{' '.join(str(err).split())[:120]})") from None
+        if weights_checksum(weights) != self.meta["sha256"]:
             raise RunDirError(f"{file} does not match the checksum in meta.json; the "
                               f"checkpoint is damaged")
+        if not all_finite(weights):
+            raise RunDirError(f"{file} holds NaN or Inf; the checkpoint cannot be used")
         return weights
 
 
 class RunView:
     """Read-only view of a run directory (finished or still running)."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, check: bool = True) -> None:
         given = Path(path) if path else DEFAULT_RUN_DIR
         if not given.exists():
             hint = ("start a run first, or pass RUN_DIR" if not path
@@ -73,16 +114,33 @@ class RunView:
             raise RunDirError(f"{self.root} has no checkpoint yet (no experts/<specialty>/ or "
                               f"gateway/ adapter); is it a run directory, and has the run "
                               f"registered its nodes?")
+        if check:
+            self.check()
+
+    def check(self) -> None:
+        """Every file of the run as the commands will read it (see the module docstring)."""
+        for name in self.names():
+            self.adapter(name).weights()
+        for name in ("run_config.json", "router.json", "summary.json"):
+            if (self.root / name).exists():
+                _json(self.root / name)
 
     def _links(self) -> dict[str, tuple[str, Path]]:
         links = {}
         experts = self.root / "experts"
         if experts.is_dir():
             for link in sorted(experts.iterdir()):
-                if not link.name.startswith(".") and (link / "meta.json").exists():
-                    links[link.name] = ("expert", link)
-        if (self.root / GATEWAY / "meta.json").exists():
-            links[GATEWAY] = ("gateway", self.root / GATEWAY)
+                if link.name.startswith("."):
+                    continue  # the writer's versions and temporary directories
+                if not (link / "meta.json").exists():
+                    raise RunDirError(f"{link} has no meta.json: the checkpoint is damaged "
+                                      f"(or not written by fedmoe)")
+                links[link.name] = ("expert", link)
+        gateway = self.root / GATEWAY
+        if gateway.exists() or gateway.is_symlink():
+            if not (gateway / "meta.json").exists():
+                raise RunDirError(f"{gateway} has no meta.json: the checkpoint is damaged")
+            links[GATEWAY] = ("gateway", gateway)
         return links
 
     def names(self) -> list[str]:
@@ -101,9 +159,11 @@ class RunView:
             try:
                 meta = _json(path / "meta.json")
                 config = _json(path / "adapter_config.json")
-                return AdapterInfo(name, kind, path, self.root, meta, config)
             except FileNotFoundError:
                 continue
+            _check_meta(path / "meta.json", meta)
+            _check_config(path / "adapter_config.json", config)
+            return AdapterInfo(name, kind, path, self.root, meta, config)
         raise RunDirError(f"{link} kept changing while being read; try again")
 
     def experts(self) -> list[AdapterInfo]:
@@ -115,6 +175,11 @@ class RunView:
         path = self.root / "summary.json"
         return _json(path) if path.exists() else None
 
+    def run_config(self) -> dict[str, Any]:
+        """The run's flat run config (``run_config.json``; empty for a hand-made directory)."""
+        path = self.root / "run_config.json"
+        return _json(path) if path.exists() else {}
+
 
 def _json(path: Path) -> dict[str, Any]:
     """A JSON object from a run-directory file; a damaged file is a one-line error."""
@@ -122,8 +187,9 @@ def _json(path: Path) -> dict[str, Any]:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise
-    except (OSError, ValueError) as err:
-        raise RunDirError(f"{path} is damaged ({type(err).__name__}: {err})") from None
+    except (OSError, ValueError, RecursionError) as err:
+        raise RunDirError(f"{path} is damaged ({type(err).__name__}: "
+                          f"{' '.join(str(err).split())[:120]})") from None
     if not isinstance(obj, dict):
         raise RunDirError(f"{path} is damaged (a JSON object was expected)")
     return obj

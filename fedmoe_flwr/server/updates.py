@@ -12,9 +12,11 @@ from flwr.app import RecordDict
 
 from fedmoe_flwr import events as ev
 from fedmoe_flwr.contract import TrainMetrics, TrainReply
+from fedmoe_flwr.merge.robust import difference
 from fedmoe_flwr.merge.validation import UpdateRejected, check_weights, validate_update
 from fedmoe_flwr.server.experts import Contribution, ExpertState
 from fedmoe_flwr.server.federation import Federation, NonFiniteMerge
+from fedmoe_flwr.server.guard import ROBUST_REASONS, UpdateGuard, UpdateStats
 from fedmoe_flwr.server.intake import check_norm, guarded
 from fedmoe_flwr.server.ledger import PrivacyLedger
 from fedmoe_flwr.server.messenger import Flight, content_bytes
@@ -39,7 +41,8 @@ class UpdateDesk:
 
     def __init__(self, rules: IntakeRules, federation: Federation, strategy: Strategy,
                  stats: RunStats, ledger: PrivacyLedger, events: ev.EventLog,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], guard: UpdateGuard,
+                 quarantine: Callable[[int, str], None]) -> None:
         self.rules = rules
         self.federation = federation
         self.strategy = strategy
@@ -47,6 +50,8 @@ class UpdateDesk:
         self.ledger = ledger
         self.events = events
         self.clock = clock
+        self.guard = guard  # robust checks and node strikes
+        self.quarantine = quarantine  # a node that keeps lying: refused for the run
 
     def receive(self, content: RecordDict, flight: Flight, node: NodeInfo | None, *,
                 capped: bool = False) -> None:
@@ -67,13 +72,17 @@ class UpdateDesk:
         self.stats.bytes_received += wire
         try:
             reply, weights = guarded(TrainReply.from_content, content)
-            update = guarded(self._judge, reply, weights, flight, node)
+            update, delta, robust = guarded(self._judge, reply, weights, flight, node)
             outcome = self.strategy.on_update(update, self._expert(flight).weights,
                                               self.clock())
         except UpdateRejected as err:
             self._reject(flight, err.reason, err.detail)
             self.strategy.on_missing(flight.node_id)
+            if err.reason in ROBUST_REASONS and self.guard.strike(flight.node_id):
+                self.quarantine(flight.node_id, f"{self.guard.strikes[flight.node_id]} "
+                                f"updates refused by the robust checks (last: {err.reason})")
             return
+        self.guard.accept(flight.adapter, update.weights, delta)
         contribution = Contribution(flight.node_id, update.num_examples, update.staleness,
                                     reply.metrics.train_loss)
         if outcome.weights is None:
@@ -85,13 +94,14 @@ class UpdateDesk:
         self.stats.step_seconds.append(seconds)
         self.stats.update_bytes_out += flight.bytes_out
         self.stats.update_bytes_in += wire
-        self._log(flight, update, outcome, reply.metrics, seconds, wire)
+        self._log(flight, update, outcome, reply.metrics, seconds, wire, robust)
 
     def publish(self, adapter: str, weights: Weights,
                 merged: list[Contribution] | None = None) -> bool:
         """Publish merged weights; a non-finite merge is refused and counted."""
         try:
             self.federation.publish(adapter, weights, merged or [])
+            self.guard.remember(adapter, weights)  # a later exact repeat of it is a replay
         except NonFiniteMerge as err:
             self.stats.rejected["non-finite-merge"] += 1
             log.error("%s", err)
@@ -112,7 +122,7 @@ class UpdateDesk:
         return expert
 
     def _judge(self, reply: TrainReply, weights: Weights, flight: Flight,
-               node: NodeInfo | None) -> Update:
+               node: NodeInfo | None) -> tuple[Update, Weights, UpdateStats]:
         expert = self._expert(flight)
         base = flight.base_weights or expert.weights
         m = reply.metrics
@@ -130,12 +140,15 @@ class UpdateDesk:
                                  f"{self.rules.max_staleness}")
         weights = {k: v.astype(np.float32, copy=False) for k, v in weights.items()}
         check_norm(weights, base, expert.weights, self.rules.max_update_norm)
+        delta = difference(weights, base)
+        robust = self.guard.judge(flight.adapter, weights, delta, expert.weights)
         examples = m.num_examples
         if node is not None and examples > max(node.num_train, 1):
             self.stats.examples_capped += 1  # weight by at most the data the node registered
             examples = max(node.num_train, 1)
-        return Update(flight.node_id, node.specialty if node else flight.adapter,
-                      flight.adapter, weights, base, m.base_version, staleness, examples)
+        update = Update(flight.node_id, node.specialty if node else flight.adapter,
+                        flight.adapter, weights, base, m.base_version, staleness, examples)
+        return update, delta, robust
 
     def _reject(self, flight: Flight, reason: str, detail: str) -> None:
         self.stats.rejected[reason] += 1
@@ -152,7 +165,7 @@ class UpdateDesk:
                                   elapsed=round(self.clock() - self.federation.start, 3)))
 
     def _log(self, flight: Flight, update: Update, outcome: Outcome, m: TrainMetrics,
-             server_seconds: float, bytes_in: int) -> None:
+             server_seconds: float, bytes_in: int, robust: UpdateStats) -> None:
         expert = self._expert(flight)
         elapsed = self.clock() - self.federation.start
         result = f"-> v{expert.version:<3d}" if outcome.weights is not None else outcome.status
@@ -176,4 +189,10 @@ class UpdateDesk:
             bytes_in=bytes_in, backlog=self.federation.backlog(),
             epsilon=round(eps, 4) if eps is not None else None,
             process_id=m.process_id or None,
-            delta_norm=m.delta_norm if m.delta_norm >= 0 else None))
+            delta_norm=m.delta_norm if m.delta_norm >= 0 else None,
+            keep=round(robust.keep, 4), cos=_round(robust.cos),
+            norm_ratio=_round(robust.norm_ratio)))
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)

@@ -102,7 +102,10 @@ def export_adapter(info: AdapterInfo, fmt: str, out: Path, *, force: bool = Fals
         raise RunDirError(f"unknown dtype {dtype!r}; valid: {', '.join(MERGED_DTYPES)}")
     out = check_destination(out, info.run_root, force)
     info.weights()  # verifies the checkpoint (readable, checksum) before anything is written
-    tmp = _staging(out)
+    try:
+        tmp = _staging(out)
+    except OSError as err:
+        raise RunDirError(f"cannot write --out {out}: {err.strerror or err}") from None
     try:
         if fmt == "peft":
             for name in ("adapter_config.json", "adapter_model.safetensors", "meta.json"):
@@ -115,13 +118,20 @@ def export_adapter(info: AdapterInfo, fmt: str, out: Path, *, force: bool = Fals
             _save_merged(info, tmp, dtype)
             (tmp / MARKER).write_text(f"{info.name} v{info.version} merged\n")
         _publish(tmp, out)
+    except OSError as err:
+        _discard(tmp)
+        raise RunDirError(f"cannot write --out {out}: {err.strerror or err}") from None
     except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
     return out
+
+
+def _discard(tmp: Path) -> None:
+    if tmp.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.unlink(missing_ok=True)
 
 
 def _single_file(tmp_dir: Path, name: str) -> Path:

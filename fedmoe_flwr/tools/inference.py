@@ -10,13 +10,12 @@ answer per expert and joins them, as the original FedMoE agent did.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
-from fedmoe_flwr.config import AppConfig, RouterConfig, parse_run_config
+from fedmoe_flwr.config import AppConfig, ConfigError, RouterConfig, parse_run_config
 from fedmoe_flwr.contract import GATEWAY
 from fedmoe_flwr.merge.gateway import build_gateway
 from fedmoe_flwr.node.adapters import set_adapter_weights
@@ -42,9 +41,10 @@ class Answer:
 
 def run_app_config(run: RunView, **router_overrides: Any) -> AppConfig:
     """The run's own config (``run_config.json``), with router settings overridden."""
-    path = run.root / "run_config.json"
-    raw = json.loads(path.read_text()) if path.exists() else {}
-    cfg = parse_run_config(raw)
+    try:
+        cfg = parse_run_config(run.run_config())
+    except ConfigError as err:
+        raise ConfigError(f"{run.root / 'run_config.json'}: {err}") from None
     changes = {k: v for k, v in router_overrides.items() if v is not None}
     return replace(cfg, router=replace(cfg.router, **changes)) if changes else cfg
 

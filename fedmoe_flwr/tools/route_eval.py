@@ -47,24 +47,11 @@ def load_labelled(paths: list[Path], cfg: AppConfig) -> list[tuple[str, str]]:
                for s, p in zip(cfg.sim.specialties, cfg.sim.data_paths, strict=True)}
     examples: list[tuple[str, str]] = []
     for path in paths:
-        if not path.exists():
+        if not path.is_file():
             raise ConfigError(f"{path} does not exist")
-        with path.open(encoding="utf-8") as fh:
-            first = fh.readline()
-        try:
-            labelled = "specialty" in json.loads(first)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path}:1: not JSON ({err.msg})") from None
-        if labelled:
-            for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    examples.append((str(row["prompt"]), str(row["specialty"])))
-                except (json.JSONDecodeError, KeyError, TypeError) as err:
-                    raise ConfigError(f"{path}:{lineno}: need a JSON object with 'prompt' and "
-                                      f"'specialty' ({err})") from None
+        rows = _labelled_rows(path)
+        if rows is not None:
+            examples += rows
             continue
         specialty = by_file.get(path.resolve())
         if specialty is None:
@@ -73,6 +60,33 @@ def load_labelled(paths: list[Path], cfg: AppConfig) -> list[tuple[str, str]]:
         data = load_local_data(path, cfg.data.eval_fraction, cfg.data.on_error)
         examples += [(p, specialty) for p in data.eval["prompt"]]
     return examples
+
+
+def _labelled_rows(path: Path) -> list[tuple[str, str]] | None:
+    """``(prompt, specialty)`` of a labelled file; None when its lines carry no specialty.
+
+    Every line is checked as the nodes check theirs: invalid UTF-8, invalid
+    JSON or a missing field is an error naming ``file:line``.
+    """
+    rows: list[tuple[str, str]] = []
+    for lineno, raw in enumerate(path.read_bytes().splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}:{lineno}: not valid UTF-8 ({err.reason} at byte "
+                              f"{err.start})") from None
+        except (ValueError, RecursionError) as err:
+            raise ConfigError(f"{path}:{lineno}: not JSON ({str(err)[:80]})") from None
+        if not isinstance(row, dict):
+            raise ConfigError(f"{path}:{lineno}: expected a JSON object")
+        if not rows and "specialty" not in row:
+            return None  # a training file: its specialty comes from the run's data paths
+        if not isinstance(row.get("prompt"), str) or not isinstance(row.get("specialty"), str):
+            raise ConfigError(f"{path}:{lineno}: need string fields 'prompt' and 'specialty'")
+        rows.append((row["prompt"], row["specialty"]))
+    return rows
 
 
 def evaluate_router(router: Router, examples: list[tuple[str, str]]) -> RouteReport:

@@ -74,7 +74,6 @@ def score_files(run: Any, cfg: AppConfig, files: list[Path]) -> dict[str, dict[s
     from datasets import Dataset
 
     from fedmoe_flwr.node.data import read_jsonl, tokenize
-    from fedmoe_flwr.server.artifacts import load_adapter_weights
 
     loaded = load_base(cfg.model)
     model, tok = loaded.peft_model, loaded.tokenizer
@@ -90,7 +89,7 @@ def score_files(run: Any, cfg: AppConfig, files: list[Path]) -> dict[str, dict[s
             rank, alpha = int(info.config["r"]), int(info.config["lora_alpha"])
             slot = f"{SCRATCH}_r{rank}_a{alpha}"
             ensure_adapter(loaded, slot, cfg.model, rank, alpha)
-            set_adapter_weights(model, slot, load_adapter_weights(info.path))
+            set_adapter_weights(model, slot, info.weights())  # checksum and NaN checked
             model.set_adapter(slot)
             row[info.name] = evaluate_loss(model, data, pad_id=tok.pad_token_id,
                                            device=loaded.device)
