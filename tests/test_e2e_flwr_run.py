@@ -302,3 +302,29 @@ def test_evaluate_scores_base_experts_gateway_and_the_router_on_a_run(flwr_run, 
     rows = card["per_task"]
     assert len(rows) == card["tasks"]["sql_expert"] and all(r["auto"] for r in rows)
     assert all(set(r["answers"]) == set(card["pass_rates"]) for r in rows)
+
+
+def test_serve_reads_the_whole_conversation_and_refuses_what_does_not_fit(served):
+    import httpx
+
+    base, _ = served
+    auth = {"Authorization": "Bearer k3y"}
+    question = {"role": "user", "content": "Write a SQL query that counts the orders"}
+
+    def post(messages, **extra):
+        return httpx.post(f"{base}/v1/chat/completions", headers=auth, timeout=120, json={
+            "model": "sql_expert", "messages": messages, "max_tokens": 4, **extra})
+
+    alone = post([question]).json()
+    with_system = post([{"role": "system", "content": "You answer in SQLite."}, question])
+    body = with_system.json()
+    assert body["usage"]["prompt_tokens"] > alone["usage"]["prompt_tokens"]  # it was read
+    assert body["fedmoe"]["messages_used"] == 2
+    too_long = post([{"role": "user", "content": "select " * 4000}])
+    assert too_long.status_code == 400 and too_long.json()["error"]["param"] == "messages"
+    assert "tokens" in too_long.json()["error"]["message"]
+    deep = httpx.post(f"{base}/v1/chat/completions", headers=auth, timeout=60,
+                      content=b"[" * 50_000 + b"]" * 50_000)
+    assert deep.status_code == 400
+    cold = post([question], temperature=-1)
+    assert cold.status_code == 400 and cold.json()["error"]["param"] == "temperature"

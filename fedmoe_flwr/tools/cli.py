@@ -34,6 +34,7 @@ from fedmoe_flwr.routing import router_names
 from fedmoe_flwr.server.artifacts import STOP_FILE
 from fedmoe_flwr.server.rundir import RunDirError, RunView
 from fedmoe_flwr.tools.export import FORMATS, MERGED_DTYPES, export_adapter
+from fedmoe_flwr.tools.limits import check_generation, check_text
 
 
 def _size(n: int) -> str:
@@ -100,6 +101,8 @@ def cmd_ask(args: argparse.Namespace, console: Console) -> None:
     run_dir, rest = _split_run_dir(args.items, "PROMPT")
     if len(rest) != 1:
         raise RunDirError("give one PROMPT (quote it)")
+    check_text(rest[0])
+    check_generation(args.max_new_tokens, args.temperature, args.seed)
     run = RunView(run_dir)
     cfg = run_app_config(run, combine=args.combine, **_router_overrides(args))
     assistant = Assistant(run, cfg)
@@ -175,10 +178,9 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> None:
     from fedmoe_flwr.execution import Limits
     from fedmoe_flwr.tools import evaluate as ev
 
-    for flag, value, hi in (("--max-new-tokens", args.max_new_tokens, 4096),
-                            ("--batch-size", args.batch_size, 512)):
-        if not 1 <= value <= hi:
-            raise ConfigError(f"{flag} must be in [1, {hi}], got {value}")
+    check_generation(args.max_new_tokens, 0.0, 0)
+    if not 1 <= args.batch_size <= 512:
+        raise ConfigError(f"--batch-size must be in [1, 512], got {args.batch_size}")
     if not 0 < args.timeout <= 600:
         raise ConfigError(f"--timeout must be in (0, 600] seconds, got {args.timeout}")
     gen, limits = ev.GenerationSettings(args.max_new_tokens, args.batch_size), \
@@ -333,10 +335,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 console.print(f"  vLLM serves LoRA ranks up to 16 by default: start it with "
                               f"--max-lora-rank {flag}")
         elif args.command == "serve":
+            from fedmoe_flwr.tools.serve import check_server_settings
             from fedmoe_flwr.tools.serve_http import serve
 
-            serve(RunView(args.run_dir), args.host, args.port,
-                  args.api_key or os.environ.get("FEDMOE_API_KEY") or None)
+            key = args.api_key if args.api_key is not None else os.environ.get("FEDMOE_API_KEY")
+            check_server_settings(args.port, key)  # before the run is read or a model loaded
+            serve(RunView(args.run_dir), args.host, args.port, key)
         elif args.command == "stop":
             cmd_stop(RunView(args.run_dir), console)
         elif args.command == "ask":

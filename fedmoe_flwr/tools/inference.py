@@ -25,6 +25,7 @@ from fedmoe_flwr.node.model import ensure_adapter, load_base
 from fedmoe_flwr.routing.centroids import load_centroids, load_ngram_counts
 from fedmoe_flwr.routing.router import Route, Router, RouterSources
 from fedmoe_flwr.server.rundir import RunView
+from fedmoe_flwr.tools.limits import check_fits, check_generation, check_router, check_text
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,7 @@ def run_app_config(run: RunView, **router_overrides: Any) -> AppConfig:
         cfg = parse_run_config(run.run_config())
     except ConfigError as err:
         raise ConfigError(f"{run.root / 'run_config.json'}: {err}") from None
-    changes = {k: v for k, v in router_overrides.items() if v is not None}
-    return replace(cfg, router=replace(cfg.router, **changes)) if changes else cfg
+    return replace(cfg, router=check_router(cfg.router, **router_overrides))
 
 
 @torch.no_grad()
@@ -130,9 +130,6 @@ class Assistant:
             out[name] = prompt_token_loss(self.model, draft, answer)
         return out
 
-    def _encode(self, prompt: str) -> torch.Tensor:
-        return self._encode_prompt(prompt)[0]
-
     def _encode_prompt(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Templated prompt ids ``(1, T)`` and a ``(T,)`` mask of the user's own tokens."""
         ids, content = encode_prompt(self.loaded.tokenizer, prompt, self.cfg.train.max_seq_len)
@@ -160,12 +157,31 @@ class Assistant:
         self.model.set_adapter(slot)
         return "mix(" + "+".join(route.experts) + ")"
 
+    def encode_chat(self, messages: list[dict[str, str]], max_new_tokens: int) -> torch.Tensor:
+        """The conversation's templated ids ``(1, T)``, refused when it does not fit.
+
+        The whole conversation (a system message and earlier turns too) is
+        what the model reads, through the tokenizer's chat template, as the
+        nodes' prompts were templated in training.
+        """
+        tok = self.loaded.tokenizer
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant: "
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        context = int(getattr(self.loaded.peft_model.config, "max_position_embeddings", 0)
+                      or 1 << 30)
+        check_fits(len(ids), max_new_tokens, context)
+        return torch.tensor([ids], device=self.loaded.device)
+
     @torch.no_grad()
-    def _generate(self, prompt: str, max_new_tokens: int, temperature: float,
-                  seed: int, streamer: Any = None) -> tuple[str, int, int, str]:
+    def _generate(self, messages: list[dict[str, str]], max_new_tokens: int,
+                  temperature: float, seed: int,
+                  streamer: Any = None) -> tuple[str, int, int, str]:
         """Text, prompt tokens, completion tokens and finish reason of one generation."""
         tok = self.loaded.tokenizer
-        ids = self._encode(prompt)
+        ids = self.encode_chat(messages, max_new_tokens)
         torch.manual_seed(seed)
         self.model.eval()
         out = self.model.generate(
@@ -202,18 +218,25 @@ class Assistant:
         return dict(self.versions)
 
     def ask(self, prompt: str, *, max_new_tokens: int = 128, temperature: float = 0.0,
-            seed: int = 0, route: Route | None = None, streamer: Any = None) -> Answer:
+            seed: int = 0, route: Route | None = None, streamer: Any = None,
+            conversation: list[dict[str, str]] | None = None) -> Answer:
         """Route ``prompt`` and generate; deterministic for a given seed.
 
-        ``streamer`` (a ``transformers`` streamer) receives the tokens as they are
-        generated (one adapter only; stitched answers are not streamed).
+        ``conversation`` (system message, earlier turns, ending with ``prompt``)
+        is what the model reads; the router scores ``prompt``, the question.
+        ``streamer`` (a ``transformers`` streamer) receives the tokens as they
+        are generated (one adapter only; stitched answers are not streamed).
+        Settings are checked by :mod:`fedmoe_flwr.tools.limits`, as everywhere.
         """
+        check_text(prompt)
+        max_new_tokens, temperature, seed = check_generation(max_new_tokens, temperature, seed)
+        messages = conversation or [{"role": "user", "content": prompt}]
         route = route or self.router.route(prompt)
         if self.cfg.router.combine == "stitch" and len(route.experts) > 1:
             parts, used, reasons, n_prompt = [], 0, [], 0
             for name in route.experts:
                 self.model.set_adapter(f"x:{name}")
-                text, n_prompt, n_new, reason = self._generate(prompt, max_new_tokens,
+                text, n_prompt, n_new, reason = self._generate(messages, max_new_tokens,
                                                                temperature, seed)
                 parts.append(f"[{name}]\n{text}")
                 used += n_new
@@ -221,7 +244,7 @@ class Assistant:
             return Answer("\n\n".join(parts), route, "stitch(" + "+".join(route.experts) + ")",
                           n_prompt, used, "length" if "length" in reasons else "stop")
         adapter = self._use(route)
-        text, n_prompt, n_new, reason = self._generate(prompt, max_new_tokens, temperature,
+        text, n_prompt, n_new, reason = self._generate(messages, max_new_tokens, temperature,
                                                        seed, streamer)
         return Answer(text, route, adapter, n_prompt, n_new, reason)
 

@@ -35,9 +35,12 @@ from typing import Any
 from fedmoe_flwr.contract import GATEWAY
 from fedmoe_flwr.routing.router import Route
 from fedmoe_flwr.server.rundir import RunView
+from fedmoe_flwr.tools.limits import MAX_NEW_TOKENS, SettingError, check_generation, check_text
 
 MAX_BODY_BYTES = 1 << 20  # a chat request is text: 1 MiB is generous
-MAX_TOKENS = 1024
+MAX_TOKENS = MAX_NEW_TOKENS
+MAX_MESSAGES = 256
+MAX_JSON_DEPTH = 32  # a chat request nests 4 deep; a deeper body is refused, never parsed
 SUPPORTED = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "seed",
              "stream", "n", "user"}
 
@@ -70,11 +73,18 @@ class ChatRequest:
         if self.model not in models:
             raise ApiError(404, f"model {self.model!r} does not exist; models: {models}",
                            param="model", kind="not_found_error")
-        self.prompt = _last_user_message(body.get("messages"))
-        self.max_tokens = _int(body, "max_completion_tokens",
-                               _int(body, "max_tokens", 128, 1, MAX_TOKENS), 1, MAX_TOKENS)
-        self.temperature = _number(body, "temperature", 0.0, 0.0, 2.0)
-        self.seed = _int(body, "seed", 0, 0, 2**31 - 1)
+        self.messages = _conversation(body.get("messages"))
+        self.prompt = self.messages[-1]["content"]  # the question the router scores
+        tokens = body.get("max_completion_tokens", body.get("max_tokens", 128))
+        try:
+            self.max_tokens, self.temperature, self.seed = check_generation(
+                128 if tokens is None else tokens,
+                0.0 if body.get("temperature") is None else body["temperature"],
+                0 if body.get("seed") is None else body["seed"])
+        except SettingError as err:  # the same rules as `fedmoe ask`, in OpenAI's names
+            param = {"max_new_tokens": "max_tokens"}.get(err.setting, err.setting)
+            raise ApiError(400, str(err).replace("max_new_tokens", param), param=param) \
+                from None
         self.stream = body.get("stream", False)
         if not isinstance(self.stream, bool):
             raise ApiError(400, "stream must be true or false", param="stream")
@@ -82,38 +92,37 @@ class ChatRequest:
             raise ApiError(400, "only n = 1 is supported", param="n")
 
 
-def _last_user_message(messages: Any) -> str:
-    if not isinstance(messages, list) or not messages:
-        raise ApiError(400, "messages must be a non-empty list", param="messages")
-    for m in messages:
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
-                or not isinstance(m.get("content"), str):
-            raise ApiError(400, "each message needs a role (system, user, assistant) and a "
-                                "string content", param="messages")
-    if messages[-1]["role"] != "user" or not messages[-1]["content"].strip():
-        raise ApiError(400, "the last message must be a non-empty user message (the experts "
-                            "answer single questions; earlier turns are not used)",
+def _conversation(messages: Any) -> list[dict[str, str]]:
+    """Every message checked: a role, real text; the last one a non-empty user question.
+
+    The whole conversation is used (the model reads it through its chat
+    template); the router scores the last user message.
+    """
+    if not isinstance(messages, list) or not messages or len(messages) > MAX_MESSAGES:
+        raise ApiError(400, f"messages must be a list of 1 to {MAX_MESSAGES} messages",
                        param="messages")
-    return messages[-1]["content"]
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
+                or set(m) - {"role", "content", "name"}:
+            raise ApiError(400, f"messages[{i}] needs a role (system, user, assistant) and a "
+                                f"content, and nothing else", param=f"messages[{i}]")
+        try:
+            content = check_text(m.get("content"), f"messages[{i}].content") \
+                if i == len(messages) - 1 else _text_or_empty(m.get("content"), i)
+        except SettingError as err:
+            raise ApiError(400, str(err), param=err.setting) from None
+        out.append({"role": m["role"], "content": content})
+    if out[-1]["role"] != "user":
+        raise ApiError(400, "the last message must be the user's question",
+                       param=f"messages[{len(out) - 1}]")
+    return out
 
 
-def _number(body: dict, key: str, default: float, lo: float, hi: float) -> float:
-    value = body.get(key, default)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        raise ApiError(400, f"{key} must be a number in [{lo}, {hi}], got {value!r}", param=key)
-    return float(value)
-
-
-def _int(body: dict, key: str, default: int, lo: int, hi: int) -> int:
-    value = body.get(key, default)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ApiError(400, f"{key} must be an integer in [{lo}, {hi}], got {value!r}",
-                       param=key)
-    return value
+def _text_or_empty(value: Any, i: int) -> str:
+    if value == "":
+        return value
+    return check_text(value, f"messages[{i}].content")
 
 
 class ServedRun:
@@ -140,12 +149,20 @@ class ServedRun:
             return Route([], {}, {}, "explicit")
         return Route([req.model], {req.model: 1.0}, {}, "explicit")
 
+    def check(self, req: ChatRequest) -> None:
+        """Refuse (400) a conversation the model cannot read whole with room for the answer."""
+        try:
+            self.assistant.encode_chat(req.messages, req.max_tokens)
+        except SettingError as err:
+            raise ApiError(400, str(err), param="messages") from None
+
     def complete(self, req: ChatRequest, streamer: Any = None) -> Any:
         """Generate one answer (call with ``self.lock`` held)."""
         self.assistant.refresh()
         return self.assistant.ask(req.prompt, max_new_tokens=req.max_tokens,
                                   temperature=req.temperature, seed=req.seed,
-                                  route=self.route(req), streamer=streamer)
+                                  route=self.route(req), streamer=streamer,
+                                  conversation=req.messages)
 
 
 def completion_body(req: ChatRequest, answer: Any, versions: dict[str, int]) -> dict[str, Any]:
@@ -158,14 +175,15 @@ def completion_body(req: ChatRequest, answer: Any, versions: dict[str, int]) -> 
         "usage": {"prompt_tokens": answer.prompt_tokens,
                   "completion_tokens": answer.completion_tokens,
                   "total_tokens": answer.prompt_tokens + answer.completion_tokens},
-        "fedmoe": _used(answer, versions),
+        "fedmoe": _used(answer, versions, len(req.messages)),
     }
 
 
-def _used(answer: Any, versions: dict[str, int]) -> dict[str, Any]:
+def _used(answer: Any, versions: dict[str, int], messages: int = 1) -> dict[str, Any]:
     return {"experts": answer.route.experts, "weights": answer.route.weights,
             "adapter": answer.adapter, "router": answer.route.method,
-            "versions": {n: versions[n] for n in answer.route.experts if n in versions}}
+            "versions": {n: versions[n] for n in answer.route.experts if n in versions},
+            "messages_used": messages, "routed_on": "the last user message"}
 
 
 def _chunk(cid: str, req: ChatRequest, delta: dict, finish: str | None = None,
@@ -209,7 +227,7 @@ def stream_completion(served: ServedRun, req: ChatRequest) -> Iterator[str]:
             "usage": {"prompt_tokens": answer.prompt_tokens,
                       "completion_tokens": answer.completion_tokens,
                       "total_tokens": answer.prompt_tokens + answer.completion_tokens},
-            "fedmoe": _used(answer, result["versions"])})
+            "fedmoe": _used(answer, result["versions"], len(req.messages))})
     yield "data: [DONE]\n\n"
 
 
@@ -242,11 +260,53 @@ def adapter_download(run: RunView, name: str, fmt: str) -> tuple[bytes, str, str
     raise ApiError(400, f"format must be peft or npz, got {fmt!r}", param="format")
 
 
+def parse_body(raw: bytes) -> Any:
+    """The request body as JSON, refused (400) when it is not JSON or nests too deeply."""
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise ApiError(400, f"the request body nests deeper than {MAX_JSON_DEPTH} "
+                            f"levels") from None
+    except ValueError:
+        raise ApiError(400, "the request body is not JSON (UTF-8)") from None
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise ApiError(400, f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
+    return body
+
+
+def _depth(obj: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion (a body of 10^5 levels is refused)."""
+    deepest, todo = 0, [(obj, 1)]
+    while todo:
+        item, level = todo.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        children = item.values() if isinstance(item, dict) else (
+            item if isinstance(item, list) else ())
+        todo += [(c, level + 1) for c in children if isinstance(c, (dict, list))]
+    return deepest
+
+
+def check_server_settings(port: int, api_key: str | None) -> None:
+    """Refuse at start-up what could never work: a port out of range, a key with spaces."""
+    from fedmoe_flwr.config import ConfigError
+
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be a whole number in [1, 65535], got {port!r}")
+    if api_key is not None and (not api_key or api_key != api_key.strip()
+                                or any(c.isspace() or not c.isprintable() for c in api_key)):
+        raise ConfigError("the API key (--api-key / FEDMOE_API_KEY) must be printable text "
+                          "without spaces: a client sends it as 'Authorization: Bearer KEY', "
+                          "which cannot carry surrounding spaces")
+
+
 def check_key(api_key: str | None, header: str | None) -> None:
     """Refuse a request without the right bearer key (constant-time comparison)."""
     if not api_key:
         return
-    given = (header or "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), api_key.encode()):
+    given = header[len("Bearer "):] if (header or "").startswith("Bearer ") else ""
+    if not given or not hmac.compare_digest(given.encode("utf-8", "replace"),
+                                            api_key.encode()):
         raise ApiError(401, "missing or wrong API key (Authorization: Bearer KEY)",
                        "authentication_error")

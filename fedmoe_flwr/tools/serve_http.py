@@ -4,7 +4,6 @@ No ``from __future__ import annotations`` here: FastAPI reads the handlers' anno
 at runtime to know which parameter is the request.
 """
 
-import json
 import time
 from typing import Any
 
@@ -21,7 +20,9 @@ from fedmoe_flwr.tools.serve import (
     adapter_download,
     adapter_info,
     check_key,
+    check_server_settings,
     completion_body,
+    parse_body,
     stream_completion,
 )
 
@@ -83,11 +84,8 @@ def _openai_routes(app: Any, run: RunView, served: ServedRun) -> None:
         raw = await request.body()
         if len(raw) > MAX_BODY_BYTES:
             raise ApiError(413, f"request body over {MAX_BODY_BYTES} bytes")
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            raise ApiError(400, "the request body is not JSON") from None
-        req = ChatRequest(body, served.models())
+        req = ChatRequest(parse_body(raw), served.models())
+        served.check(req)
         if req.stream:
             return StreamingResponse(stream_completion(served, req),
                                      media_type="text/event-stream")
@@ -142,6 +140,7 @@ def serve(run: RunView, host: str, port: int, api_key: str | None) -> None:
     """Run the server until interrupted."""
     import uvicorn
 
+    check_server_settings(port, api_key)  # before the model loads: fail in a second, not later
     app = create_app(run, api_key)
     print(f"fedmoe serve: {run.root} on http://{host}:{port}/v1 "
           f"({'API key required' if api_key else 'no API key'})", flush=True)
