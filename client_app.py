@@ -27,16 +27,17 @@ from fedmoe_flwr.contract import (
     TrainReply,
 )
 from fedmoe_flwr.logs import setup_logging
-from fedmoe_flwr.lora import lora_signature
+from fedmoe_flwr.lora import a_part, b_part, lora_signature
 from fedmoe_flwr.node.adapters import get_adapter_weights, set_adapter_weights
 from fedmoe_flwr.node.embedding import domain_centroid
-from fedmoe_flwr.node.model import LoadedModel, ensure_adapter, load_base
+from fedmoe_flwr.node.model import LoadedModel, ensure_adapter, freeze_a, load_base
 from fedmoe_flwr.node.settings import NodeSettings, node_data, node_settings
 from fedmoe_flwr.node.simulation import join_late, pacer
 from fedmoe_flwr.node.training import TrainSpec, evaluate_loss, train_for_budget
 from fedmoe_flwr.node.update import update_record
 from fedmoe_flwr.node.worker import TASK_STARTED_ENV
 from fedmoe_flwr.routing.ngrams import ngram_counts
+from fedmoe_flwr.weights import weights_checksum
 
 app = ClientApp()
 EVAL_SLOT = "_eval"  # adapter name used to score adapters sent for evaluation
@@ -106,7 +107,12 @@ def train(msg: Message, context: Context) -> Message:
                           f"{node.specialty!r}")
     _, train_rows, _ = node_data(node, cfg, loaded.tokenizer, loaded.fingerprint)
     ensure_adapter(loaded, instr.adapter, cfg.model)
+    ffa = cfg.model.lora_variant == "ffa"
+    if ffa:  # only B travels: A is the frozen one every node and the server share
+        received = {**frozen_a(loaded, instr), **received}
     set_adapter_weights(loaded.peft_model, instr.adapter, received)
+    if ffa:
+        freeze_a(loaded, instr.adapter)
     load_s = setup_s + time.perf_counter() - t0
     spec = TrainSpec(cfg.train.batch_size, instr.learning_rate, instr.time_budget,
                      instr.max_steps, instr.seed, cfg.train.prompt_loss_weight)
@@ -116,11 +122,22 @@ def train(msg: Message, context: Context) -> Message:
                                                           cfg.sim.seconds_per_token))
     trained = get_adapter_weights(loaded.peft_model, instr.adapter)
     loaded.peft_model.set_adapter(node.specialty)
+    if ffa:
+        received, trained = b_part(received), b_part(trained)
     record, is_delta, norm = update_record(received, trained, cfg.privacy, cfg.comm,
                                            context.state, instr.adapter)
     metrics = TrainMetrics(result.examples, result.loss, result.steps, result.tokens,
                            result.seconds, load_s, instr.version, process_s, os.getpid(), norm)
     return Message(TrainReply(metrics, is_delta).to_content(record), reply_to=msg)
+
+
+def frozen_a(loaded: LoadedModel, instr: TrainInstruction) -> dict:
+    """The node's frozen ``A`` of the adapter, checked against the server's checksum."""
+    held = a_part(get_adapter_weights(loaded.peft_model, instr.adapter))
+    if weights_checksum(held) != instr.frozen_a:
+        raise ConfigError(f"the frozen LoRA A of {instr.adapter!r} differs from the server's: "
+                          f"every node of an ffa run must use the same model.* settings")
+    return held
 
 
 @app.evaluate()

@@ -28,6 +28,7 @@ QWEN_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_
 ON_ERROR = ("fail", "skip")
 ROUTER_COMBINE = ("mix", "stitch")
 QUANTIZATION_BITS = (0, 4, 8)
+LORA_VARIANTS = ("standard", "ffa")
 MODEL_SOURCES = ("auto", "huggingface", "modelscope", "local", "gguf")
 
 # Names that become directory names (run.name, specialties): no path parts, no hidden files.
@@ -132,6 +133,10 @@ class ModelConfig(Section):
                               "(scale = alpha / r)", ge=1, le=65536)
     lora_dropout: float = setting(0.0, "model.lora-dropout", "dropout on the LoRA path",
                                   ge=0.0, lt=1.0)
+    lora_variant: str = setting("standard", "model.lora-variant", "standard (train A and B) "
+                                "or ffa (FFA-LoRA: A frozen at one seeded initialisation on "
+                                "every node, only B trained and sent: exact linear merges, "
+                                "half the bytes)", choices=LORA_VARIANTS)
     target_modules: tuple[str, ...] = setting(QWEN_LINEAR_MODULES, "model.target-modules",
                                               "LoRA targets: by default every linear "
                                               "projection of Qwen (and Llama) layers")

@@ -107,6 +107,7 @@ class LoraSignature:
     r: int
     alpha: int
     target_modules: str  # JSON list, sorted
+    variant: str = "standard"  # model.lora-variant: ffa nodes share one frozen A
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ class Registration:
             "num-eval-examples": self.num_eval, "model-fingerprint": self.fingerprint,
             "device": self.device, "lora-r": self.lora.r, "lora-alpha": self.lora.alpha,
             "lora-target-modules": self.lora.target_modules,
-            "centroid-examples": self.centroid_count})
+            "lora-variant": self.lora.variant, "centroid-examples": self.centroid_count})
         records: dict[str, Any] = {_INFO: info}
         if self.adapter is not None:
             records[_ADAPTER] = to_array_record(self.adapter)
@@ -158,7 +159,9 @@ class Registration:
                    if _ADAPTER in content.array_records else None)
         lora = LoraSignature(_number(info, "lora-r", 1, 1 << 16, integer=True),
                              _number(info, "lora-alpha", 1, 1 << 20, integer=True),
-                             _text(info, "lora-target-modules"))
+                             _text(info, "lora-target-modules"),
+                             _text(info, "lora-variant", 32) if "lora-variant" in info
+                             else "standard")
         count = (_number(info, "centroid-examples", 0, MAX_COUNT, integer=True)
                  if "centroid-examples" in info else 0)
         return cls(_text(info, "specialty", 256),
@@ -179,6 +182,7 @@ class TrainInstruction:
     max_steps: int  # 0 = only the time budget
     learning_rate: float
     seed: int
+    frozen_a: str = ""  # ffa: checksum of the frozen A the node must hold (only B is sent)
 
     def to_content(self, weights_record: Any) -> Any:
         """The message's RecordDict, with the adapter's already-encoded weights."""
@@ -187,7 +191,8 @@ class TrainInstruction:
         return RecordDict({_ADAPTER: weights_record, _CONFIG: ConfigRecord({
             "adapter": self.adapter, "version": self.version,
             "time-budget-s": self.time_budget, "max-steps": self.max_steps,
-            "learning-rate": self.learning_rate, "seed": self.seed})})
+            "learning-rate": self.learning_rate, "seed": self.seed,
+            "frozen-a": self.frozen_a})})
 
     @classmethod
     def from_content(cls, content: Any) -> tuple[TrainInstruction, Weights]:
@@ -198,7 +203,8 @@ class TrainInstruction:
                     _number(c, "time-budget-s", 0, 1e9, integer=False),
                     _number(c, "max-steps", 0, MAX_COUNT, integer=True),
                     _number(c, "learning-rate", 0, 1, integer=False),
-                    _number(c, "seed", 0, 2**63 - 1, integer=True))
+                    _number(c, "seed", 0, 2**63 - 1, integer=True),
+                    _text(c, "frozen-a", 128) if "frozen-a" in c else "")
         return instr, _decode(content.array_records[_ADAPTER])
 
 

@@ -36,4 +36,23 @@ def adapter_config(cfg: ModelConfig, base_model: str, rank: int = 0,
 
 def lora_signature(cfg: ModelConfig) -> LoraSignature:
     """What must match between nodes and server for adapters to be exchangeable."""
-    return LoraSignature(cfg.lora_r, cfg.lora_alpha, json.dumps(sorted(cfg.target_modules)))
+    return LoraSignature(cfg.lora_r, cfg.lora_alpha, json.dumps(sorted(cfg.target_modules)),
+                         cfg.lora_variant)
+
+
+A_SUFFIX = ".lora_A.weight"
+
+
+def is_a(key: str) -> bool:
+    """Whether a saved-adapter key is a LoRA ``A`` matrix (``(r, in)``)."""
+    return key.endswith(A_SUFFIX)
+
+
+def a_part(weights: dict) -> dict:
+    """The ``A`` matrices of an adapter (what FFA-LoRA keeps frozen)."""
+    return {k: v for k, v in weights.items() if is_a(k)}
+
+
+def b_part(weights: dict) -> dict:
+    """Everything but the ``A`` matrices (what FFA-LoRA trains and sends)."""
+    return {k: v for k, v in weights.items() if not is_a(k)}

@@ -128,3 +128,25 @@ def test_crash_mid_checkpoint_keeps_previous(tmp_path, monkeypatch):
     kept = load_adapter_weights(tmp_path / "run/experts/x")
     np.testing.assert_array_equal(kept["a.lora_A.weight"], w1["a.lora_A.weight"])
     assert not [p for p in (tmp_path / "run/experts/.versions").iterdir() if "tmp" in p.name]
+
+
+def test_ffa_adapters_share_one_frozen_a_and_train_b_only(loaded):
+    from fedmoe_flwr.lora import a_part, b_part
+    from fedmoe_flwr.node.model import freeze_a
+
+    cfg = parse_run_config({"model.lora-variant": "ffa"}).model
+    ensure_adapter(loaded, "ffa_one", cfg)
+    ensure_adapter(loaded, "ffa_two", cfg)
+    one, two = (get_adapter_weights(loaded.peft_model, n) for n in ("ffa_one", "ffa_two"))
+    for k in a_part(one):  # one seed for every adapter of an ffa run: every node, any name
+        np.testing.assert_array_equal(one[k], two[k])
+    loaded.peft_model.set_adapter("ffa_one")
+    assert freeze_a(loaded, "ffa_one") == len(a_part(one))
+    data = load_local_data("data/sql.jsonl")
+    rows = list(tokenize(data.train, loaded.tokenizer, 64))
+    train_for_budget(loaded.peft_model, rows, pad_id=loaded.tokenizer.pad_token_id,
+                     device=loaded.device, spec=TrainSpec(8, 3e-3, 3600, max_steps=3))
+    after = get_adapter_weights(loaded.peft_model, "ffa_one")
+    for k in a_part(one):
+        np.testing.assert_array_equal(after[k], one[k])  # A frozen
+    assert any(np.abs(after[k] - one[k]).max() > 0 for k in b_part(one))  # B trained

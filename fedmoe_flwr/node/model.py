@@ -172,11 +172,27 @@ def ensure_adapter(loaded: LoadedModel, specialty: str, cfg: ModelConfig, rank: 
     """Create the specialty's named adapter if missing and make it the active one.
 
     The initial weights are seeded by the specialty name, so every node of a
-    specialty proposes the same starting adapter at registration.
+    specialty proposes the same starting adapter at registration.  Under
+    ``model.lora-variant = ffa`` every adapter of the run starts from one seed,
+    so all nodes and the server hold the same frozen ``A``.
     """
     model = loaded.peft_model
     if specialty not in model.peft_config:
+        seed = b"ffa-lora-A" if cfg.lora_variant == "ffa" else specialty.encode()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(zlib.crc32(specialty.encode()))
+            torch.manual_seed(zlib.crc32(seed))
             model.add_adapter(specialty, lora_config(cfg, rank, alpha))
     model.set_adapter(specialty)
+
+
+def freeze_a(loaded: LoadedModel, adapter: str) -> int:
+    """FFA-LoRA: stop training the adapter's ``A`` (``set_adapter`` makes it trainable).
+
+    Returns how many matrices were frozen (one per LoRA layer).
+    """
+    frozen = 0
+    for name, param in loaded.peft_model.named_parameters():
+        if f".lora_A.{adapter}." in name:
+            param.requires_grad_(False)
+            frozen += 1
+    return frozen

@@ -115,7 +115,8 @@ class RunDirectory:
         tmp = Path(tempfile.mkdtemp(prefix=f".{link.name}-tmp-", dir=versions))
         try:
             write_peft_adapter(tmp, weights, self.model_cfg, self.model_cfg.name, rank, alpha)
-            meta = {**meta, "sha256": weights_checksum(weights)}  # readers verify it
+            meta = {**meta, "sha256": weights_checksum(weights),  # readers verify it
+                    "lora_variant": self.model_cfg.lora_variant}
             atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=2, sort_keys=True))
             if final.exists():  # same version re-saved (e.g. eval losses added)
                 shutil.rmtree(final)

@@ -10,11 +10,13 @@ from flwr.serverapp import Grid
 
 from fedmoe_flwr.config import TrainConfig
 from fedmoe_flwr.contract import TrainInstruction
+from fedmoe_flwr.lora import a_part
 from fedmoe_flwr.server.experts import ExpertState
 from fedmoe_flwr.server.ledger import PrivacyLedger
 from fedmoe_flwr.server.messenger import Flight, Messenger
 from fedmoe_flwr.server.nodes import NodeInfo, NodeTable
 from fedmoe_flwr.server.policy import Member, Strategy
+from fedmoe_flwr.weights import weights_checksum
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class TrainPlan:
     train: TrainConfig
     seed: int  # run.seed
     compression: str  # comm.compression: what the server sends (fp16 when compressing)
+    frozen_a: bool = False  # model.lora-variant = ffa: send B only, with A's checksum
 
 
 class Dispatcher:
@@ -39,6 +42,7 @@ class Dispatcher:
         self.messenger = messenger
         self.ledger = ledger
         self.clock = clock
+        self._a_digest: dict[str, str] = {}  # ffa: each adapter's frozen A, hashed once
 
     def send(self, grid: Grid, strategy: Strategy, nodes: NodeTable,
              experts: Mapping[str, ExpertState]) -> None:
@@ -57,10 +61,17 @@ class Dispatcher:
         # Seeded by the node's rank in its specialty, not its (random) node id: NodeInfo.rank.
         seed = zlib.crc32(f"{self.plan.seed}:{node.specialty}:{node.rank}:"
                           f"{expert.version}".encode())
+        ffa = self.plan.frozen_a
         record, sent = self.messenger.weights_record(expert.specialty, expert.version,
-                                                     expert.weights, self.plan.compression)
+                                                     expert.weights, self.plan.compression,
+                                                     b_only=ffa)
+        digest = ""
+        if ffa:
+            a = a_part(expert.weights)
+            digest = self._a_digest.setdefault(expert.specialty, weights_checksum(a))
+            sent = {**a, **sent}  # what the node trains from: its own A, the sent B
         instruction = TrainInstruction(node.adapter, expert.version, t.sync_interval,
-                                       t.max_steps, t.learning_rate, seed)
+                                       t.max_steps, t.learning_rate, seed, digest)
         return (self.messenger.message(instruction.to_content(record), node.node_id, "train"),
                 Flight(node.node_id, "train", self.clock(), node.adapter, expert.version,
                        base_weights=sent, bytes_out=record.count_bytes()))

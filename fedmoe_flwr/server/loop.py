@@ -85,11 +85,12 @@ class FederationLoop:
                                                       cfg.router.centroid_examples),
             strategy.adapter_for, self.events, lambda doc: run_dir.write_json(ROUTER_FILE, doc))
         self.ledger = PrivacyLedger(cfg.privacy)
+        ffa = cfg.model.lora_variant == "ffa"
         self.desk = UpdateDesk(IntakeRules(cfg.strategy.max_staleness,
-                                           cfg.strategy.max_update_norm),
+                                           cfg.strategy.max_update_norm, ffa),
                                self.federation, strategy, self.stats, self.ledger, self.events,
                                clock, UpdateGuard(cfg.robust), self._quarantine)
-        self.dispatcher = Dispatcher(TrainPlan(cfg.train, run.seed, cfg.comm.compression),
+        self.dispatcher = Dispatcher(TrainPlan(cfg.train, run.seed, cfg.comm.compression, ffa),
                                      self.messenger, self.ledger, clock)
         self.registrar = Registrar(self.nodes, self.messenger, clock)
         self.load = LoadMeter(clock)

@@ -16,6 +16,7 @@ from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 
 from fedmoe_flwr.codec import decode, encode
+from fedmoe_flwr.lora import b_part
 from fedmoe_flwr.weights import Weights
 
 
@@ -43,19 +44,22 @@ class Messenger:
         self._records: dict[tuple[str, str], tuple[int, int, Any, Weights]] = {}
 
     def weights_record(self, name: str, version: int, weights: Weights,
-                       compression: str = "none") -> tuple[Any, Weights]:
+                       compression: str = "none", b_only: bool = False) -> tuple[Any, Weights]:
         """The adapter as an ArrayRecord, and the weights a node decodes from it.
 
         With compression the server sends float16, and a node's delta is
-        relative to exactly what it got; cached per (name, encoding) until the
-        version or the arrays change.
+        relative to exactly what it got; ``b_only`` (FFA-LoRA) sends the ``B``
+        matrices alone.  Cached per (name, encoding, part) until the version or
+        the arrays change.
         """
         wire = "none" if compression == "none" else "fp16"
-        cached = self._records.get((name, wire))
+        key = (name, wire + (":B" if b_only else ""))
+        cached = self._records.get(key)
         if cached is None or cached[:2] != (version, id(weights)):
-            record = encode(weights, wire)
-            sent = weights if wire == "none" else decode(record)
-            cached = self._records[(name, wire)] = (version, id(weights), record, sent)
+            part = b_part(weights) if b_only else weights
+            record = encode(part, wire)
+            sent = part if wire == "none" else decode(record)
+            cached = self._records[key] = (version, id(weights), record, sent)
         return cached[2], cached[3]
 
     def message(self, content: RecordDict, node_id: int, kind: str) -> Message:

@@ -50,7 +50,8 @@ def load_resume_state(path: str, model_cfg: ModelConfig, specialties: tuple[str,
     experts: dict[str, ExpertState] = {}
     for info in run.experts():
         got = LoraSignature(info.config["r"], info.config["lora_alpha"],
-                            json.dumps(sorted(info.config["target_modules"])))
+                            json.dumps(sorted(info.config["target_modules"])),
+                            str(info.meta.get("lora_variant", "standard")))
         if got != want:
             raise ConfigError(f"run config key 'run.resume-from': {info.path} has LoRA "
                               f"{got}, this run's model.* settings give {want}")

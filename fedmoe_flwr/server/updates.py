@@ -12,6 +12,7 @@ from flwr.app import RecordDict
 
 from fedmoe_flwr import events as ev
 from fedmoe_flwr.contract import TrainMetrics, TrainReply
+from fedmoe_flwr.lora import a_part, b_part
 from fedmoe_flwr.merge.robust import difference
 from fedmoe_flwr.merge.validation import UpdateRejected, check_weights, validate_update
 from fedmoe_flwr.server.experts import Contribution, ExpertState
@@ -34,6 +35,7 @@ class IntakeRules:
 
     max_staleness: int
     max_update_norm: float
+    frozen_a: bool = False  # ffa: replies carry B only; A must never change
 
 
 class UpdateDesk:
@@ -126,6 +128,8 @@ class UpdateDesk:
         expert = self._expert(flight)
         base = flight.base_weights or expert.weights
         m = reply.metrics
+        if self.rules.frozen_a:
+            weights = with_frozen_a(weights, expert.weights, reply.is_delta)
         if reply.is_delta:  # a compressed change from what was sent: checked, then applied
             check_weights(expert.weights, weights)
             weights = {k: base[k] + d for k, d in weights.items()}
@@ -192,6 +196,22 @@ class UpdateDesk:
             delta_norm=m.delta_norm if m.delta_norm >= 0 else None,
             keep=round(robust.keep, 4), cos=_round(robust.cos),
             norm_ratio=_round(robust.norm_ratio)))
+
+
+def with_frozen_a(weights: Weights, expert: Weights, is_delta: bool) -> Weights:
+    """FFA-LoRA: a reply's ``B`` completed with the expert's frozen ``A``.
+
+    A reply may leave ``A`` out (what a node sends) or repeat it unchanged (a
+    delta of zero); any other ``A`` is refused: under FFA-LoRA it never changes.
+    """
+    a = a_part(expert)
+    for key, value in a_part(weights).items():
+        want = np.zeros_like(a[key]) if is_delta else a[key]
+        if key not in a or np.shape(value) != np.shape(want) or \
+                not np.array_equal(np.asarray(value, np.float32), want):
+            raise UpdateRejected("a-changed", f"{key}: the frozen LoRA A of an ffa run changed")
+    fill = {k: np.zeros_like(v) for k, v in a.items()} if is_delta else a
+    return {**fill, **b_part(weights)}
 
 
 def _round(x: float | None) -> float | None:

@@ -138,12 +138,15 @@ def data_file(value: str) -> str:
     separators become ``/``, which Python opens all the same.
     """
     p = path(value, "--data")
-    text = str(p) if os.name != "nt" else p.as_posix()
-    if any(c in text for c in "'\"\\"):
+    if any(c in value for c in "'\"") or (os.name != "nt" and "\\" in value):
         raise DeployError(f"--data path must not contain quotes or backslashes: {value}")
     if not p.is_file():
         raise DeployError(f"data file {value} does not exist")
-    return p.resolve().as_posix() if os.name == "nt" else str(p.resolve())
+    resolved = p.resolve()
+    text = resolved.as_posix() if os.name == "nt" else str(resolved)
+    if any(c in text for c in "'\"\\") or _CONTROL.search(text):  # a link's target
+        raise DeployError(f"--data path must not contain quotes or backslashes: {text}")
+    return text
 
 
 def flag(value: str, what: str) -> bool:
