@@ -348,7 +348,7 @@ class CommConfig(Section):
 
 @dataclass(frozen=True)
 class PrivacyConfig(Section):
-    """Local differential privacy of each update: clip the delta, add Gaussian noise."""
+    """Differential privacy of the updates: clip each delta, add Gaussian noise (local/central)."""
 
     clip: float = setting(0.0, "privacy.clip", "L2 bound on each update's delta (0 = no "
                           "clipping and no noise)", ge=0, le=1e6)
@@ -359,6 +359,10 @@ class PrivacyConfig(Section):
     max_epsilon: float = setting(0.0, "privacy.max-epsilon", "stop training a node once its "
                                  "next update would exceed this epsilon (0 = no budget)",
                                  ge=0, le=1e6)
+    mode: str = setting("local", "privacy.mode", "local: each node noises its own update "
+                        "(trusts nobody); central: nodes clip, the server (trusted) adds the "
+                        "noise once to the sum of each buffered step (fedbuff, fedavg)",
+                        choices=("local", "central"))
 
     def __post_init__(self) -> None:
         super().__post_init__()

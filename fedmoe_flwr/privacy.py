@@ -54,6 +54,27 @@ def privatize(delta: Weights, clip: float, noise_multiplier: float,
     return out, norm
 
 
+def clip(delta: Weights, bound: float) -> tuple[Weights, float]:
+    """``delta`` scaled to L2 norm at most ``bound``; and its norm before."""
+    norm = math.sqrt(sum(float(np.dot(v.reshape(-1).astype(np.float64),
+                                      v.reshape(-1).astype(np.float64))) for v in delta.values()))
+    factor = np.float32(min(1.0, bound / norm) if norm > 0 else 1.0)
+    return {k: v.astype(np.float32) * factor for k, v in delta.items()}, norm
+
+
+def noisy_sum(deltas: list[Weights], std: float, rng: np.random.Generator) -> Weights:
+    """``sum_i delta_i + N(0, std^2)`` per coordinate: one release of central DP.
+
+    The deltas are already clipped (each node's contribution bounded by the
+    clip), so the sum's sensitivity is one clip per node in it.
+    """
+    out = {k: np.sum([d[k] for d in deltas], axis=0, dtype=np.float32) for k in deltas[0]}
+    if std > 0:
+        for value in out.values():
+            value += rng.normal(0.0, std, value.shape).astype(np.float32)
+    return out
+
+
 def log_phi(x: float) -> float:
     """``log Phi(x)`` of the standard normal CDF, accurate far into the lower tail."""
     if x > -30:
@@ -81,7 +102,14 @@ def epsilon_spent(updates: int, noise_multiplier: float, delta: float) -> float:
         return 0.0
     if noise_multiplier <= 0:
         return math.inf
-    mu = math.sqrt(updates) / noise_multiplier
+    return epsilon_of_mu(math.sqrt(updates) / noise_multiplier, delta)
+
+
+@functools.lru_cache(maxsize=4096)
+def epsilon_of_mu(mu: float, delta: float) -> float:
+    """Epsilon at ``delta`` of a mu-GDP mechanism (0 for mu = 0)."""
+    if mu <= 0:
+        return 0.0
     if gdp_delta(0.0, mu) <= delta:
         return 0.0
     lo, hi = 0.0, 1.0

@@ -20,10 +20,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from fedmoe_flwr.config import DAY, Section, setting
 from fedmoe_flwr.events import Round as RoundEvent
 from fedmoe_flwr.merge.robust import AGGREGATES, robust_average
 from fedmoe_flwr.merge.rules import weighted_average
+from fedmoe_flwr.privacy import noisy_sum
 from fedmoe_flwr.server.policy import DueMerge, Member, Outcome, Strategy, Update
 from fedmoe_flwr.weights import Weights
 
@@ -57,6 +60,7 @@ class Round:
     started: float
     pending: set[int]  # node ids whose reply the round still waits for
     updates: dict[str, list[tuple[Weights, int]]] = field(default_factory=dict)
+    bases: dict[str, Weights] = field(default_factory=dict)  # what the round's nodes got
 
 
 class FedAvg(Strategy):
@@ -64,6 +68,7 @@ class FedAvg(Strategy):
 
     name = "fedavg"
     Params = FedAvgParams
+    central_dp = True
 
     def __init__(self, params: FedAvgParams | None = None) -> None:
         super().__init__(params)
@@ -105,6 +110,7 @@ class FedAvg(Strategy):
         rnd.pending.discard(update.node_id)
         rnd.updates.setdefault(update.adapter, []).append((update.weights,
                                                            update.num_examples))
+        rnd.bases.setdefault(update.adapter, update.base)
         return Outcome(None, 0.0, "buffered")
 
     def on_missing(self, node_id: int) -> None:
@@ -130,8 +136,20 @@ class FedAvg(Strategy):
         return robust_average([w for w, _ in updates], [n for _, n in updates],
                               self.params.aggregate, self.params.trim)
 
+    def _private(self, updates: list[tuple[Weights, int]], base: Weights) -> Weights:
+        """Central DP: ``base + (sum of clipped deltas + N(0, (z C)^2)) / n``, unweighted.
+
+        Example counts cannot weigh a private round: a node's weight would raise
+        its contribution above the one clip the noise is calibrated to.
+        """
+        deltas = [{k: w[k] - base[k] for k in base} for w, _ in updates]
+        total = noisy_sum(deltas, self.dp.std, self.dp.rng)
+        n = np.float32(len(deltas))
+        return {k: base[k] + total[k] / n for k in base}
+
     def _close(self, rnd: Round, now: float, versions: Mapping[str, int]) -> list[DueMerge]:
-        merges = [DueMerge(a, self.average(ups)) for a, ups in sorted(rnd.updates.items())]
+        merges = [DueMerge(a, self._private(ups, rnd.bases[a]) if self.dp is not None
+                           else self.average(ups)) for a, ups in sorted(rnd.updates.items())]
         new_versions = {m.adapter: versions[m.adapter] + 1 for m in merges}
         late = sorted(rnd.pending)
         log.info("round %d (%s) closed after %.1fs: %s%s", rnd.number, rnd.scope,

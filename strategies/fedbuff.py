@@ -17,6 +17,7 @@ import numpy as np
 from fedmoe_flwr.config import Section, setting
 from fedmoe_flwr.merge.robust import AGGREGATES, robust_average
 from fedmoe_flwr.merge.rules import fedbuff_apply, fedbuff_staleness_weight
+from fedmoe_flwr.privacy import noisy_sum
 from fedmoe_flwr.server.policy import Outcome, Strategy, Update
 from fedmoe_flwr.weights import Weights
 
@@ -42,6 +43,7 @@ class FedBuff(Strategy):
 
     name = "fedbuff"
     Params = FedBuffParams
+    central_dp = True
 
     def __init__(self, params: FedBuffParams | None = None) -> None:
         super().__init__(params)
@@ -57,6 +59,12 @@ class FedBuff(Strategy):
         deltas, scales = zip(*buffer, strict=True)
         buffer.clear()
         p = self.params
+        if self.dp is not None:  # central DP: one noised sum of the (clipped) deltas
+            total = noisy_sum([{k: np.float32(s) * v for k, v in d.items()}
+                               for d, s in zip(deltas, scales, strict=True)], self.dp.std,
+                              self.dp.rng)
+            step = np.float32(p.server_lr / len(deltas))
+            return Outcome({k: current[k] + step * total[k] for k in current}, scale)
         if p.aggregate == "mean":
             return Outcome(fedbuff_apply(current, list(deltas), list(scales), p.server_lr), scale)
         scaled = [{k: np.float32(s) * v for k, v in d.items()} for d, s in zip(deltas, scales,

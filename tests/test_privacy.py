@@ -71,7 +71,7 @@ def test_ledger_counts_releases_and_enforces_the_budget():
     assert not ledger.may_train(7) and not ledger.may_train(7)  # a 5th would not
     ledger.record(8, "sql_expert")
     s = ledger.summary()
-    assert s["nodes"]["7"]["updates"] == 4 and s["nodes"]["7"]["budget_spent"]
+    assert s["nodes"]["7"]["releases"] == 4 and s["nodes"]["7"]["budget_spent"]
     assert s["experts"]["sql_expert"] == pytest.approx(epsilon_spent(4, 2.0, 1e-5), abs=1e-4)
 
 

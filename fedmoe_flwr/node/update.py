@@ -37,8 +37,9 @@ def update_record(received: Weights, trained: Weights, privacy: PrivacyConfig,
         return to_array_record(trained), False, -1.0
     delta = {k: trained[k] - received[k] for k in trained}
     norm = -1.0
-    if privacy.enabled:
-        delta, norm = privatize(delta, privacy.clip, privacy.noise_multiplier, _NOISE)
+    if privacy.enabled:  # central DP: the node clips, the server adds the noise to a sum
+        z = privacy.noise_multiplier if privacy.mode == "local" else 0.0
+        delta, norm = privatize(delta, privacy.clip, z, _NOISE)
     if compression == "none":
         return to_array_record({k: received[k] + d for k, d in delta.items()}), False, norm
     key = OWED_PREFIX + adapter

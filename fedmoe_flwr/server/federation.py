@@ -62,6 +62,7 @@ class Federation:
         self.experts: dict[str, ExpertState] = {}
         self.gateway: GatewayState | None = None
         self._held: dict[str, list[Contribution]] = {}  # buffered, not yet merged
+        self.last_merged: list[Contribution] = []
         self._gateway_first_version = 0
         self._writer = BackgroundWorker("checkpoint")
         self._builder = BackgroundWorker("gateway")
@@ -102,6 +103,7 @@ class Federation:
                                  f"expert keeps its weights ({len(contributions)} update(s) "
                                  f"dropped)")
         expert.absorb(weights, contributions)
+        self.last_merged = contributions  # what this version holds (central DP's release)
         self.checkpoint(expert)
         self.events.write(Version(adapter=name, version=expert.version,
                                   elapsed=round(self.clock() - self.start, 3)))

@@ -36,7 +36,7 @@ from fedmoe_flwr.server.ledger import PrivacyLedger
 from fedmoe_flwr.server.load import LoadMeter
 from fedmoe_flwr.server.messenger import Flight, Messenger
 from fedmoe_flwr.server.nodes import NodeTable
-from fedmoe_flwr.server.policy import Strategy
+from fedmoe_flwr.server.policy import CentralNoise, Strategy
 from fedmoe_flwr.server.registration import Registrar
 from fedmoe_flwr.server.resume import ResumeState
 from fedmoe_flwr.server.summary import RunStats, RunTotals, write_summary
@@ -86,8 +86,12 @@ class FederationLoop:
             strategy.adapter_for, self.events, lambda doc: run_dir.write_json(ROUTER_FILE, doc))
         self.ledger = PrivacyLedger(cfg.privacy)
         ffa = cfg.model.lora_variant == "ffa"
+        central = cfg.privacy.enabled and cfg.privacy.mode == "central"
+        if central:
+            strategy.dp = CentralNoise(cfg.privacy.clip, cfg.privacy.noise_multiplier)
         self.desk = UpdateDesk(IntakeRules(cfg.strategy.max_staleness,
-                                           cfg.strategy.max_update_norm, ffa),
+                                           cfg.strategy.max_update_norm, ffa,
+                                           cfg.privacy.clip if central else 0.0),
                                self.federation, strategy, self.stats, self.ledger, self.events,
                                clock, UpdateGuard(cfg.robust), self._quarantine)
         self.dispatcher = Dispatcher(TrainPlan(cfg.train, run.seed, cfg.comm.compression, ffa),

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+import numpy as np
 
 from fedmoe_flwr.config import AppConfig, ConfigError, Section, StrategyConfig, parse_section
 from fedmoe_flwr.events import Event
@@ -80,6 +82,25 @@ class DueMerge:
     weights: Weights
 
 
+@dataclass
+class CentralNoise:
+    """Central DP: the clip every delta was cut to, the noise multiplier, OS-entropy noise.
+
+    A strategy that merges buffered steps adds ``N(0, (z C)^2)`` once to the
+    sum of each step's clipped deltas before dividing (DP-FedAvg, McMahan et
+    al. 2018; FedBuff with DP, Nguyen et al. 2022).
+    """
+
+    clip: float
+    noise_multiplier: float
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+
+    @property
+    def std(self) -> float:
+        """Standard deviation of the noise added to one sum."""
+        return self.noise_multiplier * self.clip
+
+
 @dataclass(frozen=True)
 class NoParams(Section):
     """The parameters of a strategy that has none."""
@@ -104,15 +125,21 @@ class Strategy(ABC):
     name: ClassVar[str] = "base"
     Params: ClassVar[type[Section]] = NoParams
     builds_gateway: ClassVar[bool] = True  # False: one shared adapter, nothing to merge
+    central_dp: ClassVar[bool] = False  # True: noises each merged sum (privacy.mode central)
 
     def __init__(self, params: Any = None) -> None:
         self.params = params if params is not None else self.Params()
         self.emit: Emit = _ignore
+        self.dp: CentralNoise | None = None  # set by the loop under central DP
 
     @classmethod
     def check_run(cls, cfg: AppConfig) -> None:
         """Refuse run settings this strategy cannot honour (a ConfigError), before any write."""
-        return None
+        if cfg.privacy.enabled and cfg.privacy.mode == "central" and not cls.central_dp:
+            able = [n for n, c in _REGISTRY.items() if c.central_dp]
+            raise ConfigError(f"privacy.mode = 'central' adds noise to the sum of a buffered "
+                              f"step, and strategy {cls.name!r} merges single updates; use "
+                              f"one of {able}, or privacy.mode = 'local'")
 
     def adapter_for(self, specialty: str) -> str:
         """The adapter a node of ``specialty`` trains: by default its specialty's expert."""

@@ -15,6 +15,7 @@ from fedmoe_flwr.contract import TrainMetrics, TrainReply
 from fedmoe_flwr.lora import a_part, b_part
 from fedmoe_flwr.merge.robust import difference
 from fedmoe_flwr.merge.validation import UpdateRejected, check_weights, validate_update
+from fedmoe_flwr.privacy import clip
 from fedmoe_flwr.server.experts import Contribution, ExpertState
 from fedmoe_flwr.server.federation import Federation, NonFiniteMerge
 from fedmoe_flwr.server.guard import ROBUST_REASONS, UpdateGuard, UpdateStats
@@ -36,6 +37,7 @@ class IntakeRules:
     max_staleness: int
     max_update_norm: float
     frozen_a: bool = False  # ffa: replies carry B only; A must never change
+    central_clip: float = 0.0  # central DP: the server clips every delta to this norm too
 
 
 class UpdateDesk:
@@ -104,6 +106,7 @@ class UpdateDesk:
         try:
             self.federation.publish(adapter, weights, merged or [])
             self.guard.remember(adapter, weights)  # a later exact repeat of it is a replay
+            self.ledger.release([c.node_id for c in self.federation.last_merged])
         except NonFiniteMerge as err:
             self.stats.rejected["non-finite-merge"] += 1
             log.error("%s", err)
@@ -145,6 +148,9 @@ class UpdateDesk:
         weights = {k: v.astype(np.float32, copy=False) for k, v in weights.items()}
         check_norm(weights, base, expert.weights, self.rules.max_update_norm)
         delta = difference(weights, base)
+        if self.rules.central_clip:  # the sum's sensitivity may not rest on a node's word
+            delta, _ = clip(delta, self.rules.central_clip)
+            weights = {k: base[k] + d for k, d in delta.items()}
         robust = self.guard.judge(flight.adapter, weights, delta, expert.weights)
         examples = m.num_examples
         if node is not None and examples > max(node.num_train, 1):

@@ -3,6 +3,8 @@
 ::
 
     fedmoe run [--nodes N] [--run-config ...]  # a simulation, nothing left running after it
+    fedmoe deploy certs|key|register|superlink|supernode|submit|status|stop-all ...
+                                              # across machines: TLS, keys, pid files
     fedmoe experts [RUN_DIR]                  # specialty, version, losses, size
     fedmoe gateway [RUN_DIR]                  # how the gateway was merged, from what
     fedmoe export  [RUN_DIR] --adapter NAME --format peft|npz|merged --out PATH [--force]
@@ -218,7 +220,7 @@ def cmd_stop(run: RunView, console: Console) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand but ``run`` (whose arguments go to flwr)."""
+    """The argument parser of every subcommand but ``run`` and ``deploy`` (their own)."""
     ap = argparse.ArgumentParser(prog="fedmoe", description="Inspect and export the experts "
                                  "and gateway of a FedMoE-Flower run.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -227,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
                        add_help=False)
     p.add_argument("flwr_args", nargs=argparse.REMAINDER,
                    help="[--nodes N] [--run-config FILE_OR_PAIRS]... [flwr run arguments]")
+    p = sub.add_parser("deploy", help="deploy across machines: certs, key, register, "
+                       "superlink, supernode, submit, status, stop-all", add_help=False)
+    p.add_argument("deploy_args", nargs=argparse.REMAINDER,
+                   help="SUBCOMMAND [arguments] (fedmoe deploy --help)")
     for name, text in (("experts", "table of the experts"),
                        ("gateway", "how the gateway is built"),
                        ("stop", "end a running run gracefully (drain, final evaluation, "
@@ -316,6 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ConfigError, RuntimeError) as err:
             print(f"fedmoe: error: {err}", file=sys.stderr)
             return 2
+    if argv[:1] == ["deploy"]:  # its own parser: every value checked before anything runs
+        from fedmoe_flwr.tools.deploy import main as deploy
+
+        return deploy(argv[1:])
     args = parse_args(argv)
     console = Console(width=120)
     try:

@@ -1,4 +1,4 @@
-"""``fedmoe deploy``: run the federation across machines, secure by default.
+r"""``fedmoe deploy``: run the federation across machines, secure by default.
 
 Certificates, SuperNode keys, and start / stop / status of a SuperLink and of
 SuperNodes with their warm workers (pid files + log files), with TLS and
@@ -13,8 +13,8 @@ docs/deployment.md.
                 fedmoe deploy superlink start [--insecure] [--host ADDR]
     machine B:  fedmoe deploy key sql-node              # then copy keys/sql-node.pub to A
     machine A:  fedmoe deploy register sql-node.pub
-    machine B:  fedmoe deploy supernode start sql-node --superlink 10.0.0.5:8000 \\
-                  --ca ca.crt --specialty sql_expert --data /data/sql.jsonl \\
+    machine B:  fedmoe deploy supernode start sql-node --superlink 10.0.0.5:8000 \
+                  --ca ca.crt --specialty sql_expert --data /data/sql.jsonl \
                   [--speed F] [--model-source S] [--port P] [--insecure] [--cold]
     machine A:  fedmoe deploy submit [flwr run arguments]  # flwr run . fedmoe --stream
                 fedmoe deploy status | stop-all | superlink stop | supernode stop NAME|--all
