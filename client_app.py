@@ -31,6 +31,7 @@ from fedmoe_flwr.lora import a_part, b_part, lora_signature
 from fedmoe_flwr.node.adapters import get_adapter_weights, set_adapter_weights
 from fedmoe_flwr.node.embedding import domain_centroid
 from fedmoe_flwr.node.model import LoadedModel, ensure_adapter, freeze_a, load_base
+from fedmoe_flwr.node.overlap import ContinuousTrainer, Progress, paused, trainer_for
 from fedmoe_flwr.node.settings import NodeSettings, node_data, node_settings
 from fedmoe_flwr.node.simulation import join_late, pacer
 from fedmoe_flwr.node.training import TrainSpec, evaluate_loss, train_for_budget
@@ -81,18 +82,22 @@ def query(msg: Message, context: Context) -> Message:
     """Registration: who this node is, what data it has, and its initial adapter."""
     cfg, node, loaded, _ = _setup(context)
     join_late(context.node_id, node.join_delay)  # simulation: a node that joins mid-run
+    with paused():  # a training thread (train.overlap) waits at a step boundary
+        return Message(_registration(cfg, node, loaded).to_content(), reply_to=msg)
+
+
+def _registration(cfg: AppConfig, node: NodeSettings, loaded: LoadedModel) -> Registration:
     data, train_rows, eval_rows = node_data(node, cfg, loaded.tokenizer, loaded.fingerprint)
     prompts = list(data.train["prompt"])
     r = cfg.router
     centroid = (domain_centroid(loaded, prompts[: r.centroid_examples],
                                 layer=r.embedding_layer) if r.centroid_examples else None)
-    reg = Registration(
+    return Registration(
         node.specialty, len(train_rows), len(eval_rows), loaded.fingerprint,
         str(loaded.device), lora_signature(cfg.model),
         get_adapter_weights(loaded.peft_model, node.specialty), centroid,
         min(len(prompts), r.centroid_examples) if centroid is not None else 0,
         ngram_counts(prompts, r.ngram_buckets) if r.ngram_buckets else None)
-    return Message(reg.to_content(), reply_to=msg)
 
 
 @app.train()
@@ -110,25 +115,59 @@ def train(msg: Message, context: Context) -> Message:
     ffa = cfg.model.lora_variant == "ffa"
     if ffa:  # only B travels: A is the frozen one every node and the server share
         received = {**frozen_a(loaded, instr), **received}
-    set_adapter_weights(loaded.peft_model, instr.adapter, received)
-    if ffa:
-        freeze_a(loaded, instr.adapter)
-    load_s = setup_s + time.perf_counter() - t0
     spec = TrainSpec(cfg.train.batch_size, instr.learning_rate, instr.time_budget,
                      instr.max_steps, instr.seed, cfg.train.prompt_loss_weight)
-    result = train_for_budget(loaded.peft_model, train_rows,
-                              pad_id=loaded.tokenizer.pad_token_id, device=loaded.device,
-                              spec=spec, after_step=pacer(node.speed_factor,
-                                                          cfg.sim.seconds_per_token))
-    trained = get_adapter_weights(loaded.peft_model, instr.adapter)
+    load_s = setup_s + time.perf_counter() - t0
+    if cfg.train.overlap:
+        done = _overlapped(context, cfg, node, loaded, instr, received, train_rows, spec)
+    else:
+        done = _stop_and_wait(cfg, node, loaded, instr, received, train_rows, spec)
     loaded.peft_model.set_adapter(node.specialty)
-    if ffa:
-        received, trained = b_part(received), b_part(trained)
-    record, is_delta, norm = update_record(received, trained, cfg.privacy, cfg.comm,
+    base, trained = (b_part(done.base), b_part(done.weights)) if ffa else (done.base,
+                                                                            done.weights)
+    record, is_delta, norm = update_record(base, trained, cfg.privacy, cfg.comm,
                                            context.state, instr.adapter)
-    metrics = TrainMetrics(result.examples, result.loss, result.steps, result.tokens,
-                           result.seconds, load_s, instr.version, process_s, os.getpid(), norm)
+    metrics = TrainMetrics(done.examples, done.loss, done.steps, done.tokens,
+                           done.train_seconds, load_s, done.base_version, process_s,
+                           os.getpid(), norm, done.in_flight_seconds)
     return Message(TrainReply(metrics, is_delta).to_content(record), reply_to=msg)
+
+
+def _stop_and_wait(cfg: AppConfig, node: NodeSettings, loaded: LoadedModel,
+                   instr: TrainInstruction, received: dict, rows: list,
+                   spec: TrainSpec) -> Progress:
+    """Train from the received weights for the budget, then report (the default)."""
+    with paused():
+        set_adapter_weights(loaded.peft_model, instr.adapter, received)
+        if cfg.model.lora_variant == "ffa":
+            freeze_a(loaded, instr.adapter)
+        r = train_for_budget(loaded.peft_model, rows, pad_id=loaded.tokenizer.pad_token_id,
+                             device=loaded.device, spec=spec,
+                             after_step=pacer(node.speed_factor, cfg.sim.seconds_per_token))
+        trained = get_adapter_weights(loaded.peft_model, instr.adapter)
+    return Progress(trained, received, instr.version, r.steps, r.examples, r.tokens, r.loss,
+                    r.seconds, 0.0)
+
+
+def _overlapped(context: Context, cfg: AppConfig, node: NodeSettings, loaded: LoadedModel,
+                instr: TrainInstruction, received: dict, rows: list,
+                spec: TrainSpec) -> Progress:
+    """Hand the weights to the node's training thread; reply at the sync boundary."""
+    if node.partition is not None or not os.environ.get(TASK_STARTED_ENV):
+        raise ConfigError("train.overlap keeps training between messages, which needs one "
+                          "process serving this node across them: a deployed SuperNode with "
+                          "a warm worker (not a cold node, and not a simulation, whose "
+                          "actors serve any node)")
+    ffa = cfg.model.lora_variant == "ffa"
+
+    def make() -> ContinuousTrainer:
+        return ContinuousTrainer(loaded, instr.adapter, rows, spec, cfg.train.overlap_rule,
+                                 idle_after=max(120.0, 6 * spec.time_budget),
+                                 prepare=(lambda: freeze_a(loaded, instr.adapter)) if ffa
+                                 else None)
+
+    return trainer_for((context.run_id, context.node_id, instr.adapter), make) \
+        .exchange(received, instr.version)
 
 
 def frozen_a(loaded: LoadedModel, instr: TrainInstruction) -> dict:
@@ -146,6 +185,13 @@ def evaluate(msg: Message, context: Context) -> Message:
     cfg, node, loaded, _ = _setup(context)
     _, _, eval_rows = node_data(node, cfg, loaded.tokenizer, loaded.fingerprint)
     instr, adapters = EvalInstruction.from_content(msg.content)
+    with paused():  # a training thread (train.overlap) waits at a step boundary
+        losses = _losses(cfg, node, loaded, eval_rows, instr, adapters)
+    return Message(EvalReply(losses).to_content(), reply_to=msg)
+
+
+def _losses(cfg: AppConfig, node: NodeSettings, loaded: LoadedModel, eval_rows: list,
+            instr: EvalInstruction, adapters: dict) -> dict[str, float]:
     losses: dict[str, float] = {}
     for name, weights in adapters.items():
         rank, alpha = instr.shapes.get(name, (cfg.model.lora_r, cfg.model.lora_alpha))
@@ -156,4 +202,4 @@ def evaluate(msg: Message, context: Context) -> Message:
                                      pad_id=loaded.tokenizer.pad_token_id,
                                      device=loaded.device)
     loaded.peft_model.set_adapter(node.specialty)
-    return Message(EvalReply(losses).to_content(), reply_to=msg)
+    return losses

@@ -171,6 +171,18 @@ class TrainConfig(Section):
                                         ge=0, le=1)
     torch_threads: int = setting(1, "train.torch-threads", "torch threads per node "
                                  "(0 = torch default)", ge=0, le=1024)
+    overlap: bool = setting(False, "train.overlap", "keep training while the update travels "
+                            "(deployed SuperNodes with warm workers; docs/deployment.md)")
+    overlap_rule: str = setting("carry", "train.overlap-rule", "overlap: the newest weights "
+                                "plus what the node learned while its update travelled "
+                                "(carry), or the newest weights alone (replace)",
+                                choices=("carry", "replace"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.overlap and self.max_steps:
+            raise ConfigError("run config key 'train.overlap' paces updates by "
+                              "train.sync-interval; set train.max-steps = 0")
 
 
 @dataclass(frozen=True)

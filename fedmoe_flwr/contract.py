@@ -222,6 +222,7 @@ class TrainMetrics:
     process_seconds: float = 0.0  # process start-up paid by this message
     process_id: int = 0  # the process that handled it (a warm worker keeps one)
     delta_norm: float = -1.0  # privacy on: the delta's L2 norm before clipping (-1 = not sent)
+    in_flight_seconds: float = 0.0  # overlap: training done while the previous update travelled
 
     def to_record(self) -> Any:
         """The reply's MetricRecord."""

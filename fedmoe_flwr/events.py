@@ -116,6 +116,7 @@ class Update(Event):
     keep: float | None = None  # robust: share of the expert's norm the update leaves
     cos: float | None = None  # robust: cosine of its change with the expert's recent movement
     norm_ratio: float | None = None  # robust: its change's norm / median of recent ones
+    in_flight_seconds: float = 0.0  # overlap: training while the previous update travelled
 
 
 @dataclass(frozen=True)

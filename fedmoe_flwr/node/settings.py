@@ -27,6 +27,7 @@ class NodeSettings:
     speed_factor: float = 1.0
     model_source: str | None = None  # node config 'model-source': overrides model.source
     join_delay: float = 0.0  # simulation: seconds before the first registration reply
+    partition: int | None = None  # simulation: the partition id (None: a deployed node)
 
 
 def resolve_data_path(path: str) -> Path:
@@ -71,7 +72,7 @@ def node_settings(node_config: dict[str, Any], cfg: AppConfig) -> NodeSettings:
         speed = sim.speed_factors[pid] if pid < len(sim.speed_factors) else 1.0
         delay = sim.join_delays[pid] if pid < len(sim.join_delays) else 0.0
         return NodeSettings(sim.specialties[i], resolve_data_path(sim.data_paths[i]), speed,
-                            join_delay=delay)
+                            join_delay=delay, partition=pid)
     raise ConfigError("node config has neither 'specialty' + 'data-path' (deployment) nor "
                       "'partition-id' (simulation)")
 

@@ -110,7 +110,7 @@ class StepReport:
 StepHook = Callable[[StepReport], None]
 
 
-class _Batches:
+class Batches:
     """Shuffled batches of row indices, reshuffled each epoch with one seeded RNG."""
 
     def __init__(self, n: int, batch_size: int, seed: int) -> None:
@@ -118,10 +118,28 @@ class _Batches:
         self.order: list[int] = []
 
     def next(self) -> list[int]:
+        """The next batch of row indices (a new shuffle when the epoch is used up)."""
         if not self.order:
             self.order = list(range(self.n))
             self.rng.shuffle(self.order)
         return [self.order.pop() for _ in range(min(self.batch_size, len(self.order)))]
+
+
+def optimizer_for(model: Any, learning_rate: float) -> tuple[list, torch.optim.Optimizer]:
+    """The trainable parameters (the active adapter, less what is frozen) and their AdamW."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return params, torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+
+
+def optimizer_step(model: Any, rows: list[dict[str, Any]], params: list,
+                   optimizer: torch.optim.Optimizer, pad_id: int, device: torch.device,
+                   prompt_weight: float) -> tuple[float, int, int]:
+    """One optimizer step on one batch: ``(loss, real tokens, padded tokens)``."""
+    loss, real, padded = _step(model, rows, pad_id, device, prompt_weight)
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss, real, padded
 
 
 def _step(model: Any, rows: list[dict[str, Any]], pad_id: int, device: torch.device,
@@ -156,9 +174,8 @@ def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: in
         sleeps wrap the real loop instead of living inside it.
     """
     torch.manual_seed(spec.seed)
-    batches = _Batches(len(rows), spec.batch_size, spec.seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.0)
+    batches = Batches(len(rows), spec.batch_size, spec.seed)
+    params, optimizer = optimizer_for(model, spec.learning_rate)
     model.train()
     t0 = time.perf_counter()
     steps = tokens = examples = padded = 0
@@ -166,10 +183,8 @@ def train_for_budget(model: Any, rows: list[dict[str, list[int]]], *, pad_id: in
     while True:
         picked = [rows[i] for i in batches.next()]
         step_start, step_cpu = time.perf_counter(), time.process_time()
-        loss, real, step_padded = _step(model, picked, pad_id, device, spec.prompt_weight)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss, real, step_padded = optimizer_step(model, picked, params, optimizer, pad_id,
+                                                 device, spec.prompt_weight)
         cpu = time.process_time() - step_cpu
         steps, examples, tokens, padded = steps + 1, examples + len(picked), tokens + real, \
             padded + step_padded

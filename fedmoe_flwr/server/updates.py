@@ -180,9 +180,11 @@ class UpdateDesk:
         elapsed = self.clock() - self.federation.start
         result = f"-> v{expert.version:<3d}" if outcome.weights is not None else outcome.status
         eps = self.ledger.epsilon(flight.node_id) if self.ledger.enabled else None
-        log.info("%6.1fs  %-14s node %-20s tau=%-2d a=%.3f %-8s loss %.3f  (%d steps, %.1fs)%s",
+        flying = (f", {m.in_flight_seconds:.1f}s of it while its last update travelled"
+                  if m.in_flight_seconds > 0 else "")
+        log.info("%6.1fs  %-14s node %-20s tau=%-2d a=%.3f %-8s loss %.3f  (%d steps, %.1fs%s)%s",
                  elapsed, expert.specialty, flight.node_id, update.staleness, outcome.mixing,
-                 result, m.train_loss, m.steps, m.train_seconds,
+                 result, m.train_loss, m.steps, m.train_seconds, flying,
                  f"  eps {eps:.2f}" if eps is not None else "")
         round_trip = self.clock() - flight.sent_at
         # What the node did not account for: message queueing and transfer both ways.
@@ -201,7 +203,8 @@ class UpdateDesk:
             process_id=m.process_id or None,
             delta_norm=m.delta_norm if m.delta_norm >= 0 else None,
             keep=round(robust.keep, 4), cos=_round(robust.cos),
-            norm_ratio=_round(robust.norm_ratio)))
+            norm_ratio=_round(robust.norm_ratio),
+            in_flight_seconds=round(m.in_flight_seconds, 3)))
 
 
 def with_frozen_a(weights: Weights, expert: Weights, is_delta: bool) -> Weights:
