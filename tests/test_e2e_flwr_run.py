@@ -328,3 +328,34 @@ def test_serve_reads_the_whole_conversation_and_refuses_what_does_not_fit(served
     assert deep.status_code == 400
     cold = post([question], temperature=-1)
     assert cold.status_code == 400 and cold.json()["error"]["param"] == "temperature"
+
+
+def test_exports_for_vllm_and_llama_cpp(flwr_run, tmp_path):
+    import gguf
+    import numpy as np
+    from peft import PeftConfig
+    from safetensors.numpy import load_file
+
+    tmp, _, env = flwr_run
+    run = tmp / "out" / "e2e"
+    fedmoe("export", run, "--format", "vllm", "--out", tmp_path / "vllm", env=env)
+    readme = (tmp_path / "vllm" / "README.md").read_text()
+    assert "--enable-lora --max-lora-rank 32" in readme  # the cat gateway has rank 24
+    assert f"sql_expert={tmp_path / 'vllm' / 'sql_expert'}" in readme
+    assert f"fedmoe serve {run.resolve()} --upstream" in readme
+    assert PeftConfig.from_pretrained(str(tmp_path / "vllm" / "gateway")).r == 24
+    fedmoe("export", run, "--format", "gguf", "--out", tmp_path / "gguf", env=env)
+    out = tmp_path / "gguf"
+    assert (out / "Modelfile.sql_expert").read_text().startswith(f"FROM {out / 'base.gguf'}")
+    reader = gguf.GGUFReader(str(out / "sql_expert.gguf"))
+    fields = {f.name: f for f in reader.fields.values()}
+    assert bytes(fields["general.type"].parts[-1]).decode() == "adapter"
+    alpha = float(fields["adapter.lora.alpha"].parts[-1][0])
+    assert alpha == 16.0
+    peft = load_file(str(run / "experts" / "sql_expert" / "adapter_model.safetensors"))
+    tensors = {t.name: np.asarray(t.data).reshape([int(d) for d in reversed(t.shape)])
+               for t in reader.tensors}
+    a = peft["base_model.model.model.layers.1.mlp.down_proj.lora_A.weight"]
+    np.testing.assert_array_equal(tensors["blk.1.ffn_down.weight.lora_a"], a)
+    assert len(tensors) == len(peft)  # every LoRA matrix, each under llama.cpp's name
+    assert gguf.GGUFReader(str(out / "base.gguf")).tensors  # a base for the Modelfile

@@ -53,6 +53,8 @@ def smollm2_checkpoint() -> Path:
     return ensure_gguf_checkpoint(smollm2_gguf(), cache_root(), expected_sha256=SMOLLM2_SHA256)
 
 
+EMBEDDED_GGUF: dict[str, Callable[[], Path]] = {SMOLLM2_NAME: smollm2_gguf}  # as shipped
+
 EMBEDDED: dict[str, Callable[[], Path]] = {
     TINY_NAME: ensure_tiny_model,
     SMOLLM2_NAME: smollm2_checkpoint,

@@ -35,7 +35,13 @@ from fedmoe_flwr.execution.tasks import TaskError
 from fedmoe_flwr.routing import router_names
 from fedmoe_flwr.server.artifacts import STOP_FILE
 from fedmoe_flwr.server.rundir import RunDirError, RunView
-from fedmoe_flwr.tools.export import FORMATS, MERGED_DTYPES, export_adapter
+from fedmoe_flwr.tools.export import (
+    FORMATS,
+    MERGED_DTYPES,
+    RUN_FORMATS,
+    export_adapter,
+    export_run,
+)
 from fedmoe_flwr.tools.limits import check_generation, check_text
 
 
@@ -241,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("run_dir", nargs="?", help="run directory (default: outputs/latest)")
     p = sub.add_parser("export", help="export an expert or the gateway")
     p.add_argument("run_dir", nargs="?", help="run directory (default: outputs/latest)")
-    p.add_argument("--adapter", required=True, help="'gateway' or a specialty")
+    p.add_argument("--adapter", default=None, help="'gateway' or a specialty (vllm and gguf "
+                   "export every adapter)")
     p.add_argument("--format", choices=FORMATS, default="peft")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -333,7 +340,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd_experts(RunView(args.run_dir), console)
         elif args.command == "gateway":
             cmd_gateway(RunView(args.run_dir), console)
+        elif args.command == "export" and args.format in RUN_FORMATS:
+            out = export_run(RunView(args.run_dir), args.format, args.out, force=args.force)
+            console.print(f"exported every adapter for {args.format} to {out} (see "
+                          f"{out / 'README.md'})")
         elif args.command == "export":
+            if not args.adapter:
+                raise RunDirError(f"--adapter is required for --format {args.format}")
             info = RunView(args.run_dir).adapter(args.adapter)
             out = export_adapter(info, args.format, args.out, force=args.force,
                                  dtype=args.dtype)

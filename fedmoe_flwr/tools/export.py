@@ -27,13 +27,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fedmoe_flwr.server.rundir import AdapterInfo, RunDirError
 from fedmoe_flwr.weights import Weights
 
-FORMATS = ("peft", "npz", "merged")
+FORMATS = ("peft", "npz", "merged", "vllm", "gguf")
+RUN_FORMATS = ("vllm", "gguf")  # every adapter of the run at once
 MERGED_DTYPES = ("bfloat16", "float16", "float32")
 NPZ_META_KEYS = ("version", "lora_r", "lora_alpha", "adapter", "base_model")
 
@@ -132,6 +134,28 @@ def _discard(tmp: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         tmp.unlink(missing_ok=True)
+
+
+def export_run(run: Any, fmt: str, out: Path, *, force: bool = False) -> Path:
+    """Every adapter of ``run`` in a serving engine's layout (``vllm`` or ``gguf``)."""
+    from fedmoe_flwr.tools.serving_exports import export_gguf, export_vllm
+
+    out = check_destination(out, run.root, force)
+    try:
+        tmp = _staging(out)
+    except OSError as err:
+        raise RunDirError(f"cannot write --out {out}: {err.strerror or err}") from None
+    try:
+        (export_vllm if fmt == "vllm" else export_gguf)(run, tmp)
+        (tmp / MARKER).write_text(f"{run.root.name} {fmt}\n")
+        _publish(tmp, out)
+    except OSError as err:
+        _discard(tmp)
+        raise RunDirError(f"cannot write --out {out}: {err.strerror or err}") from None
+    except BaseException:
+        _discard(tmp)
+        raise
+    return out
 
 
 def _single_file(tmp_dir: Path, name: str) -> Path:
