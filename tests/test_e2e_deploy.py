@@ -54,8 +54,8 @@ class Fleet:
         self.sh("supernode", "start", name, "--superlink", f"127.0.0.1:{self.port}",
                 "--specialty", specialty, "--data", data)
 
-    def pid(self, name: str) -> int:
-        return int((self.pids / f"{name}.pid").read_text())
+    def pid(self, name: str) -> int:  # pid files are JSON: pid, create time, command line
+        return json.loads((self.pids / f"{name}.pid").read_text())["pid"]
 
     def crash(self, name: str) -> None:
         """kill -9 a node's SuperNode and its worker, as a machine that dies would."""
@@ -92,8 +92,8 @@ class Fleet:
         self.sh("stop-all", check=False)
         for pidfile in self.pids.glob("*.pid"):  # belt and braces: kill each process group
             try:
-                os.killpg(int(pidfile.read_text()), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
+                os.killpg(json.loads(pidfile.read_text())["pid"], signal.SIGKILL)
+            except (ProcessLookupError, ValueError, KeyError):
                 pass
 
 

@@ -359,3 +359,14 @@ def test_exports_for_vllm_and_llama_cpp(flwr_run, tmp_path):
     np.testing.assert_array_equal(tensors["blk.1.ffn_down.weight.lora_a"], a)
     assert len(tensors) == len(peft)  # every LoRA matrix, each under llama.cpp's name
     assert gguf.GGUFReader(str(out / "base.gguf")).tensors  # a base for the Modelfile
+
+
+def test_the_arrow_router_answers_with_every_expert_mixed_per_token(flwr_run):
+    tmp, _, env = flwr_run
+    run = tmp / "out" / "e2e"
+    proc = fedmoe("ask", run, "Write a SQL query that counts rows", "--router", "arrow",
+                  "--max-new-tokens", "8", env=env)
+    assert "adapter: arrow(docs_expert+python_expert+sql_expert)" in proc.stdout
+    refused = fedmoe("route-eval", run, "data/eval/sql.jsonl", "--router", "arrow", env=env,
+                     check=False)
+    assert refused.returncode == 2 and "per token" in refused.stderr

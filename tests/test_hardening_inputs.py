@@ -189,6 +189,18 @@ BAD_DEPLOY = [
     (["supernode", "start", "n", "--specialty", "sql_expert", "--data", "data/sql.jsonl",
       "--bogus"], "unknown option --bogus"),
     (["superlink", "start", "--bogus"], "unknown option --bogus"),
+    (["supernode", "start", "n", "--specialty", "sql_expert", "--data", "data/sql.jsonl",
+      "--model-source", "hub"], "--model-source must be one of"),
+    (["supernode", "start", "n", "--specialty", "sql_expert", "--data", "data/sql.jsonl",
+      "--superlink", "10.0.0.256:8000"], "not a valid IP address"),
+    (["supernode", "start", "n", "--specialty", "sql_expert", "--data", "data/sql.jsonl",
+      "--port", "70000"], "--port must be a whole number"),
+    (["supernode", "stop", "../n"], "NAME must be"),
+    (["superlink", "start", "--host", "evil\nhost"], "must be a DNS name"),
+    (["certs", "10.0.0.256"], "not a valid IP address"),
+    (["certs", "ok.example", "bad\nhost"], "must be a DNS name"),
+    (["key", "../x"], "NAME must be"),
+    (["register", "../x.pub"], "KEY.pub must be"),
 ]
 
 
@@ -203,5 +215,7 @@ def test_deploy_script_refuses_unsafe_arguments_before_starting_anything(tmp_pat
            "HOME": str(tmp_path)}
     proc = subprocess.run(["bash", "scripts/deploy.sh", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0 and message in proc.stderr, proc.stdout + proc.stderr
-    assert not list((tmp_path / "deploy" / "pids").glob("*.pid"))  # nothing was started
+    assert proc.returncode == 2 and message in proc.stderr, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("deploy: error: ") and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "deploy").exists()  # nothing was written, nothing started
+    assert not (tmp_path.parent / "x").exists() and not (tmp_path / "x").exists()

@@ -4,6 +4,7 @@ Adding a router: a :class:`~fedmoe_flwr.routing.router.Scorer` in a file of its
 own, and one ``register_router`` line below.
 """
 
+from fedmoe_flwr.routing.arrow import ArrowScorer
 from fedmoe_flwr.routing.centroids import CentroidScorer
 from fedmoe_flwr.routing.keywords import KeywordScorer
 from fedmoe_flwr.routing.loss import LossScorer
@@ -14,5 +15,6 @@ register_router(NgramScorer)
 register_router(CentroidScorer)
 register_router(LossScorer)
 register_router(KeywordScorer)
+register_router(ArrowScorer)
 
 __all__ = ["router_names"]

@@ -179,6 +179,10 @@ class Router:
 
     def route_many(self, prompts: list[str]) -> list[Route]:
         """Route a batch, each prompt as a whole and by clauses."""
+        if getattr(self.scorer, "token_level", False):  # the model mixes per token
+            share = {n: 1.0 / len(self.specialties) for n in self.specialties}
+            return [Route(list(self.specialties), dict(share), {}, self.method)
+                    for _ in prompts]
         wholes = self._route_whole(prompts)
         parts = [clauses(p) for p in prompts]
         flat = [c for cs in parts for c in cs if len(cs) > 1]

@@ -136,7 +136,11 @@ def cmd_route_eval(args: argparse.Namespace, console: Console) -> None:
     cfg = run_app_config(run, **_router_overrides(args))
     examples = load_labelled([Path(f) for f in files], cfg)
     assistant = Assistant(run, cfg)
-    methods = [args.router] if args.router else list(router_names())
+    methods = [args.router] if args.router else [m for m in router_names() if m != "arrow"]
+    if methods == ["arrow"]:
+        raise ConfigError("the arrow router mixes the experts per token: it makes no "
+                          "per-prompt choice to count; compare it by answers (fedmoe score, "
+                          "fedmoe evaluate --adapters arrow)")
     summary = Table(title=f"routing accuracy (top-1) on {len(examples)} prompts")
     summary.add_column("router")
     specialties = sorted({s for _, s in examples})
@@ -225,11 +229,8 @@ def cmd_stop(run: RunView, console: Console) -> None:
                   f"merging the updates in flight (run.drain-timeout) and a final evaluation")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand but ``run`` and ``deploy`` (their own)."""
-    ap = argparse.ArgumentParser(prog="fedmoe", description="Inspect and export the experts "
-                                 "and gateway of a FedMoE-Flower run.")
-    sub = ap.add_subparsers(dest="command", required=True)
+def _passthrough_parsers(sub: argparse._SubParsersAction) -> None:
+    """``run`` and ``deploy`` in the help: main() hands their arguments on unparsed."""
     p = sub.add_parser("run", help="a Flower simulation of the app in the working directory "
                        "(own SuperLink, stopped at the end); args go to flwr run",
                        add_help=False)
@@ -239,6 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "superlink, supernode, submit, status, stop-all", add_help=False)
     p.add_argument("deploy_args", nargs=argparse.REMAINDER,
                    help="SUBCOMMAND [arguments] (fedmoe deploy --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand but ``run`` and ``deploy`` (their own)."""
+    ap = argparse.ArgumentParser(prog="fedmoe", description="Inspect and export the experts "
+                                 "and gateway of a FedMoE-Flower run.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    _passthrough_parsers(sub)
     for name, text in (("experts", "table of the experts"),
                        ("gateway", "how the gateway is built"),
                        ("stop", "end a running run gracefully (drain, final evaluation, "

@@ -28,7 +28,7 @@ from fedmoe_flwr.execution import Limits, Task, Verdict, check_answers, load_tas
 from fedmoe_flwr.execution.sandbox import DEFAULT_LIMITS
 from fedmoe_flwr.tools.generation import generate_batch
 
-BASE, AUTO = "base", "auto"
+BASE, AUTO, ARROW = "base", "auto", "arrow"
 
 
 @dataclass(frozen=True)
@@ -91,12 +91,13 @@ def evaluate_run(run: Any, tasks: list[Task], gen: GenerationSettings,
 
     assistant = Assistant(run, run_app_config(run))
     names = [BASE, *assistant.experts, *(["gateway"] if "gateway" in run.names() else []),
-             AUTO]
+             AUTO, *([ARROW] if len(assistant.experts) > 1 else [])]
     unknown = sorted(set(only) - set(names))
     if unknown:
         raise ValueError(f"--adapters {unknown} are not in this run; it has {names}")
     card = Scorecard(tasks)
-    for name in [n for n in names if not only or n in only]:
+    default = [n for n in names if n != ARROW]  # arrow on request: it costs a pass per token
+    for name in [n for n in names if n in only] if only else default:
         _judge(card, name, answers_of(assistant, name, tasks, gen, card), limits)
     return card
 
@@ -106,6 +107,11 @@ def answers_of(assistant: Any, name: str, tasks: list[Task], gen: GenerationSett
     """One adapter's answers (``base``, an expert, ``gateway`` or ``auto``) to ``tasks``."""
     if name == AUTO:
         return _routed(assistant, tasks, gen, card or Scorecard(tasks))
+    if name == ARROW:
+        from fedmoe_flwr.routing.router import Route
+
+        assistant._use(Route(list(assistant.experts), {}, {}, "arrow"))
+        return _generate(assistant.loaded, tasks, gen)
     with _adapter(assistant, name):
         return _generate(assistant.loaded, tasks, gen)
 

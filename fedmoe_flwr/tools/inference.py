@@ -136,8 +136,27 @@ class Assistant:
         dev = self.loaded.device
         return torch.tensor([ids], device=dev), torch.tensor(content, device=dev)
 
+    def _arrow(self) -> str:
+        """PEFT's Arrow adapter over every expert (built once per set of expert versions)."""
+        from peft import LoraConfig
+        from peft.tuners.lora.config import ArrowConfig
+
+        slot = "x:arrow"
+        if slot not in self.model.peft_config:
+            arrow = ArrowConfig(top_k=min(3, len(self.experts)),
+                                router_temperature=1.0, rng_seed=self.cfg.run.seed)
+            arrow.task_adapter_names = [f"x:{n}" for n in self.experts]
+            arrow.gks_adapter_names = []
+            self.model.add_adapter(slot, LoraConfig(
+                arrow_config=arrow, target_modules=list(self.cfg.model.target_modules),
+                r=self.cfg.model.lora_r))
+        self.model.set_adapter(slot)
+        return "arrow(" + "+".join(self.experts) + ")"
+
     def _use(self, route: Route) -> str:
         """Activate the adapter for a route: one expert, their cat mix, or the gateway."""
+        if route.method == "arrow":
+            return self._arrow()
         if not route.experts:
             info = self.run.adapter(GATEWAY)
             ensure_adapter(self.loaded, "x:gateway", self.cfg.model, info.config["r"],
@@ -206,6 +225,8 @@ class Assistant:
             if self.versions.get(info.name) == info.version:
                 continue
             weights = info.weights()
+            if "x:arrow" in self.model.peft_config:  # its prototypes come from the experts
+                self.model.delete_adapter("x:arrow")
             ensure_adapter(self.loaded, f"x:{info.name}", self.cfg.model)
             set_adapter_weights(self.model, f"x:{info.name}", weights)
             self._weights[info.name] = weights
