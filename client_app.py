@@ -29,12 +29,13 @@ from fedmoe_flwr.contract import (
 from fedmoe_flwr.logs import setup_logging
 from fedmoe_flwr.lora import a_part, b_part, lora_signature
 from fedmoe_flwr.node.adapters import get_adapter_weights, set_adapter_weights
+from fedmoe_flwr.node.ddp import Job, RankError, close_groups, group_for
 from fedmoe_flwr.node.embedding import domain_centroid
 from fedmoe_flwr.node.model import LoadedModel, ensure_adapter, freeze_a, load_base
 from fedmoe_flwr.node.overlap import ContinuousTrainer, Progress, paused, trainer_for
 from fedmoe_flwr.node.settings import NodeSettings, node_data, node_settings
 from fedmoe_flwr.node.simulation import join_late, pacer
-from fedmoe_flwr.node.training import TrainSpec, evaluate_loss, train_for_budget
+from fedmoe_flwr.node.training import TrainResult, TrainSpec, evaluate_loss, train_for_budget
 from fedmoe_flwr.node.update import update_record
 from fedmoe_flwr.node.worker import TASK_STARTED_ENV
 from fedmoe_flwr.routing.ngrams import ngram_counts
@@ -121,7 +122,7 @@ def train(msg: Message, context: Context) -> Message:
     if cfg.train.overlap:
         done = _overlapped(context, cfg, node, loaded, instr, received, train_rows, spec)
     else:
-        done = _stop_and_wait(cfg, node, loaded, instr, received, train_rows, spec)
+        done = _stop_and_wait(context, cfg, node, loaded, instr, received, train_rows, spec)
     loaded.peft_model.set_adapter(node.specialty)
     base, trained = (b_part(done.base), b_part(done.weights)) if ffa else (done.base,
                                                                             done.weights)
@@ -133,20 +134,41 @@ def train(msg: Message, context: Context) -> Message:
     return Message(TrainReply(metrics, is_delta).to_content(record), reply_to=msg)
 
 
-def _stop_and_wait(cfg: AppConfig, node: NodeSettings, loaded: LoadedModel,
-                   instr: TrainInstruction, received: dict, rows: list,
+def _stop_and_wait(context: Context, cfg: AppConfig, node: NodeSettings,
+                   loaded: LoadedModel, instr: TrainInstruction, received: dict, rows: list,
                    spec: TrainSpec) -> Progress:
     """Train from the received weights for the budget, then report (the default)."""
+    ffa = cfg.model.lora_variant == "ffa"
     with paused():
         set_adapter_weights(loaded.peft_model, instr.adapter, received)
-        if cfg.model.lora_variant == "ffa":
+        if ffa:
             freeze_a(loaded, instr.adapter)
-        r = train_for_budget(loaded.peft_model, rows, pad_id=loaded.tokenizer.pad_token_id,
-                             device=loaded.device, spec=spec,
-                             after_step=pacer(node.speed_factor, cfg.sim.seconds_per_token))
+        if node.ranks > 1:  # one update on several devices (node config 'gpus')
+            r = _ddp_train(context, node, loaded, Job(
+                dict(context.run_config), dict(context.node_config), instr.adapter, spec, ffa),
+                rows)
+        else:
+            r = train_for_budget(loaded.peft_model, rows,
+                                 pad_id=loaded.tokenizer.pad_token_id, device=loaded.device,
+                                 spec=spec, after_step=pacer(node.speed_factor,
+                                                             cfg.sim.seconds_per_token))
         trained = get_adapter_weights(loaded.peft_model, instr.adapter)
     return Progress(trained, received, instr.version, r.steps, r.examples, r.tokens, r.loss,
                     r.seconds, 0.0)
+
+
+def _ddp_train(context: Context, node: NodeSettings, loaded: LoadedModel, job: Job,
+               rows: list) -> TrainResult:
+    """Train on the node's rank group; a failed rank fails the task and the group goes."""
+    try:
+        group = group_for(node.ranks, job.run_config, job.node_config, loaded.device,
+                          node.ddp_timeout)
+        return group.train(loaded.peft_model, rows, loaded.tokenizer.pad_token_id, job)
+    except Exception as err:
+        close_groups()  # the next message builds a fresh group
+        raise RankError(f"node {context.node_id}: DDP training on {node.ranks} ranks failed "
+                        f"({err}); the rank group was torn down and is rebuilt on the next "
+                        f"message") from err
 
 
 def _overlapped(context: Context, cfg: AppConfig, node: NodeSettings, loaded: LoadedModel,
@@ -158,6 +180,9 @@ def _overlapped(context: Context, cfg: AppConfig, node: NodeSettings, loaded: Lo
                           "process serving this node across them: a deployed SuperNode with "
                           "a warm worker (not a cold node, and not a simulation, whose "
                           "actors serve any node)")
+    if node.ranks > 1:
+        raise ConfigError("train.overlap with node config 'gpus' > 1 is not supported: the "
+                          "overlapped thread trains on one device; use one or the other")
     ffa = cfg.model.lora_variant == "ffa"
 
     def make() -> ContinuousTrainer:

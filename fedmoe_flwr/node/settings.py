@@ -28,6 +28,8 @@ class NodeSettings:
     model_source: str | None = None  # node config 'model-source': overrides model.source
     join_delay: float = 0.0  # simulation: seconds before the first registration reply
     partition: int | None = None  # simulation: the partition id (None: a deployed node)
+    ranks: int = 1  # node config 'gpus': training ranks of one update (DDP when > 1)
+    ddp_timeout: float = 300.0  # node config 'ddp-timeout': a hung rank fails the task after
 
 
 def resolve_data_path(path: str) -> Path:
@@ -48,6 +50,39 @@ def _model_source(node_config: dict[str, Any]) -> str | None:
     return str(source)
 
 
+def _ranks(node_config: dict[str, Any]) -> int:
+    """Node config ``gpus``: a count, or ``all`` (every visible GPU; 1 on a CPU machine).
+
+    On a machine without CUDA a count means CPU ranks (gloo), which is how the
+    multi-rank path is tested and benchmarked without GPUs.
+    """
+    value = node_config.get("gpus", 1)
+    if str(value).strip().lower() == "all":
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    try:
+        ranks = int(str(value))
+    except ValueError:
+        raise ConfigError(f"node config 'gpus' must be a whole number or 'all', got "
+                          f"{value!r}") from None
+    if not 1 <= ranks <= 64:
+        raise ConfigError(f"node config 'gpus' must be between 1 and 64, got {ranks}")
+    return ranks
+
+
+def _ddp_timeout(node_config: dict[str, Any]) -> float:
+    value = node_config.get("ddp-timeout", 300.0)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"node config 'ddp-timeout' must be seconds, got {value!r}") from None
+    if not 5.0 <= seconds <= 86400.0:
+        raise ConfigError(f"node config 'ddp-timeout' must be 5 to 86400 seconds, got "
+                          f"{seconds}")
+    return seconds
+
+
 def node_settings(node_config: dict[str, Any], cfg: AppConfig) -> NodeSettings:
     """Read the node's identity from its node config (deployment) or partition (simulation)."""
     if "specialty" in node_config:
@@ -64,8 +99,13 @@ def node_settings(node_config: dict[str, Any], cfg: AppConfig) -> NodeSettings:
             raise ConfigError(f"node config 'speed-factor' must be >= 1, got {speed}")
         return NodeSettings(str(node_config["specialty"]),
                             resolve_data_path(str(node_config["data-path"])), speed,
-                            _model_source(node_config))
+                            _model_source(node_config), ranks=_ranks(node_config),
+                            ddp_timeout=_ddp_timeout(node_config))
     if "partition-id" in node_config:
+        if _ranks(node_config) > 1:
+            raise ConfigError("node config 'gpus' > 1 (DDP) needs a deployed SuperNode: a "
+                              "simulated node is one actor; run one simulated node per "
+                              "device instead")
         pid = int(node_config["partition-id"])
         sim = cfg.sim
         i = pid % len(sim.specialties)
