@@ -104,3 +104,14 @@ def test_unknown_options_are_still_rejected(capsys):
     assert exc.value.code == 2 and "--no-such-flag" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse_args(["experts", "RUN", "extra"])
+
+
+def test_a_simulation_asks_ray_for_a_share_of_the_gpus(monkeypatch):
+    from fedmoe_flwr.tools.actors import gpu_share
+
+    monkeypatch.delenv("SIM_GPUS_PER_NODE", raising=False)
+    assert gpu_share(4, gpus=0) == 0.0  # a CPU machine asks for none
+    assert gpu_share(4, gpus=1) == 0.25 and gpu_share(3, gpus=1) == 0.33
+    assert gpu_share(1, gpus=2) == 1.0  # one actor, one whole GPU at most
+    monkeypatch.setenv("SIM_GPUS_PER_NODE", "0")
+    assert gpu_share(4, gpus=8) == 0.0  # the override keeps a GPU machine on the CPU

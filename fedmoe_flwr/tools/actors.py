@@ -27,6 +27,26 @@ def default_actors(nodes: int, cores: int | None = None,
     return max(1, min(nodes, max(4, cores), by_memory))
 
 
+def gpu_share(actors: int, gpus: int | None = None) -> float:
+    """GPUs per simulated ClientApp actor: the machine's GPUs shared by ``actors``.
+
+    Ray hides every GPU from an actor that asked for none (it sets
+    ``CUDA_VISIBLE_DEVICES`` empty), so on a GPU machine a simulation that does not
+    ask trains on the CPU.  ``SIM_GPUS_PER_NODE`` overrides (0 keeps the CPU).
+    The share is rounded down to a hundredth, so every actor fits on a GPU at once.
+    """
+    override = os.environ.get("SIM_GPUS_PER_NODE")
+    if override not in (None, ""):
+        return float(override)
+    if gpus is None:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    if gpus <= 0:
+        return 0.0
+    return max(0.01, min(1.0, int(100 * gpus / max(1, actors)) / 100))
+
+
 def main(argv: list[str]) -> None:
     """Print the default for the number of nodes given as the only argument."""
     if len(argv) != 1 or not argv[0].isdigit() or int(argv[0]) < 1:

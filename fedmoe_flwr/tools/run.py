@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedmoe_flwr.config import ConfigError
-from fedmoe_flwr.tools.actors import default_actors
+from fedmoe_flwr.tools.actors import default_actors, gpu_share
 from fedmoe_flwr.tools.overrides import merge, to_toml
 
 
@@ -177,6 +177,9 @@ def simulate(argv: Sequence[str], app: Path | None = None) -> int:
               f"nodes on {actors} actor(s)", flush=True)
         federation = (f"num-supernodes={nodes} client-resources-num-cpus=1 "
                       f"init-args-num-cpus={actors}")
+        share = gpu_share(actors)
+        if share:
+            federation += f" client-resources-num-gpus={share}"  # else Ray hides the GPUs
         subprocess.run([executable("flwr"), "run", ".", "--stream", "--federation-config",
                         federation, *args], cwd=app, env=env, check=False)
         status = run_status(env)  # `flwr run --stream` exits 0 even when the ServerApp failed
