@@ -105,6 +105,17 @@ def test_speed_bad(value):
         validate.speed(value)
 
 
+@pytest.mark.parametrize("value", ["1", "2", "64", "all"])
+def test_gpus_good(value):
+    assert validate.gpus(value) == value
+
+
+@pytest.mark.parametrize("value", ["0", "65", "-1", "2.5", "ALL", "4' x='1", "", " 2"])
+def test_gpus_bad(value):
+    with pytest.raises(DeployError, match="--gpus must be a whole number from 1 to 64"):
+        validate.gpus(value)
+
+
 @pytest.mark.parametrize("value", MODEL_SOURCES)
 def test_model_source_choices_come_from_the_config(value):
     assert validate.model_source(value) == value
@@ -175,13 +186,15 @@ def test_parse_supernode_start_checks_and_fills_every_value(tmp_path):
     data.write_text("{}\n")
     opts = parse(SPECS["supernode start"], [
         "n1", "--superlink", "10.0.0.5:8000", "--specialty", "sql_expert", "--data", str(data),
-        "--speed", "2.5", "--model-source", "modelscope", "--port", "9101", "--cold"])
+        "--speed", "2.5", "--gpus", "4", "--model-source", "modelscope", "--port", "9101",
+        "--cold"])
     assert opts == {"name": "n1", "superlink": "10.0.0.5:8000", "specialty": "sql_expert",
-                    "data": str(data), "speed": "2.5", "model_source": "modelscope",
+                    "data": str(data), "speed": "2.5", "gpus": "4", "model_source": "modelscope",
                     "port": 9101, "ca": None, "insecure": False, "cold": True}
     layout = Layout.from_env({"FEDMOE_DEPLOY": str(tmp_path / "dep")}, tmp_path)
     assert Node.from_args(layout, opts).node_config() == (
-        f"specialty='sql_expert' data-path='{data}' speed-factor=2.5 model-source='modelscope'")
+        f"specialty='sql_expert' data-path='{data}' speed-factor=2.5 gpus='4' "
+        f"model-source='modelscope'")
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -458,6 +471,26 @@ def test_a_live_process_that_does_not_match_the_record_is_not_signalled(tmp_path
     assert child.poll() is None and ps.is_running()  # still alive: never signalled
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="boot ticks: Linux")
+def test_linux_matches_on_boot_ticks_so_a_clock_step_does_not_make_a_process_stale(tmp_path,
+                                                                                   sleeper):
+    child, ps = sleeper
+    pidfile = tmp_path / "pids" / "worker-n.pid"
+    start = procs.boot_start(child.pid)
+    boot, ticks = start.split(":")
+    # The wall clock moved an hour since the start: same process, still found running.
+    pidfile.parent.mkdir()
+    pidfile.write_text(procs.PidRecord(child.pid, ps.create_time() + 3600, tuple(ps.cmdline()),
+                                       start).to_json())
+    assert procs.lookup(pidfile).state == "running"
+    for wrong in (f"{boot}:{int(ticks) + 1}", f"{'0' * len(boot)}:{ticks}"):  # reused pid,
+        pidfile.write_text(procs.PidRecord(child.pid, ps.create_time(),  # or a reboot
+                                           tuple(ps.cmdline()), wrong).to_json())
+        assert procs.lookup(pidfile).state == "stale"
+        assert "nothing signalled" in procs.stop([(pidfile, "worker of n")], quiet=True)[0]
+        assert child.poll() is None and not pidfile.exists()
+
+
 def test_status_calls_a_mismatching_pid_file_stale(deploy, sleeper, capsys):
     child, ps = sleeper
     _plant(deploy / "pids" / "supernode-n.pid", child.pid, ps.create_time() + 100, ps.cmdline())
@@ -485,9 +518,11 @@ def test_stop_ends_a_matching_process_and_everything_below_it(tmp_path):
             time.sleep(0.05)
         kids = parent.children(recursive=True)
         assert kids, "the child did not start"
-        assert json.loads(pidfile.read_text()) == {"pid": proc.pid,
-                                                   "create_time": parent.create_time(),
-                                                   "cmdline": parent.cmdline()}
+        want = {"pid": proc.pid, "create_time": parent.create_time(),
+                "cmdline": parent.cmdline()}
+        if sys.platform.startswith("linux"):
+            want["boot_start"] = procs.boot_start(proc.pid)
+        assert json.loads(pidfile.read_text()) == want
         if os.name != "nt":
             assert os.getsid(proc.pid) == proc.pid  # its own session
         assert procs.lookup(pidfile).state == "running"
@@ -549,3 +584,61 @@ def test_the_package_calls_no_shell_tools():
                 assert node.arg != "shell", path.name
             if isinstance(node, ast.Attribute):
                 assert node.attr not in ("system", "killpg", "popen"), (path.name, node.attr)
+
+
+# --- the health probe against the certificates it made (an in-process HTTPS server) ------
+
+class _Running:
+    def poll(self):
+        return None
+
+
+def _https_health_server(certs_dir: Path):
+    import http.server
+    import ssl
+    import threading
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *_):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs_dir / "server.pem", certs_dir / "server.key")
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_wait_healthy_verifies_the_superlink_certificate_with_the_ca(deploy, tmp_path):
+    assert main(["certs", "127.0.0.1"]) == 0
+    server = _https_health_server(deploy / "certs")
+    try:
+        port = server.server_address[1]
+        for host in ("127.0.0.1", "localhost"):  # both in the subjectAltName
+            superlink.wait_healthy(f"https://{host}:{port}/health", deploy / "certs" / "ca.crt",
+                                   _Running(), tmp_path / "log")
+        other = tmp_path / "other"  # a CA that did not sign the server certificate
+        monkey_env = {"FEDMOE_DEPLOY": str(other)}
+        certs.create(Layout.from_env(monkey_env, tmp_path).certs, ["127.0.0.1"], False)
+        with pytest.raises(DeployError, match="certificate that does not verify"):
+            superlink.wait_healthy(f"https://127.0.0.1:{port}/health",
+                                   other / "certs" / "ca.crt", _Running(), tmp_path / "log")
+    finally:
+        server.shutdown()
+
+
+def test_wait_healthy_reports_a_superlink_that_exited(tmp_path):
+    class Exited:
+        def poll(self):
+            return 1
+
+    from fedmoe_flwr.tools.run import free_port
+
+    with pytest.raises(DeployError, match="the SuperLink exited"):
+        superlink.wait_healthy(f"http://127.0.0.1:{free_port()}/health", None, Exited(),
+                               tmp_path / "superlink.log")

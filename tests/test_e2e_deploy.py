@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -89,12 +90,25 @@ class Fleet:
         raise AssertionError(f"timed out waiting for {what}\n{log}")
 
     def stop_all(self) -> None:
-        self.sh("stop-all", check=False)
-        for pidfile in self.pids.glob("*.pid"):  # belt and braces: kill each process group
+        # Belt and braces: every process group of the pid files, read before stop-all (which
+        # removes the files, and never signals one whose process it cannot verify), is killed
+        # after it; a group still there is reported.
+        groups = {}
+        for pidfile in self.pids.glob("*.pid"):
             try:
-                os.killpg(json.loads(pidfile.read_text())["pid"], signal.SIGKILL)
-            except (ProcessLookupError, ValueError, KeyError):
+                groups[pidfile.stem] = json.loads(pidfile.read_text())["pid"]
+            except (OSError, ValueError, KeyError, TypeError):
                 pass
+        out = self.sh("stop-all", check=False)
+        leaked = []
+        for what, pid in groups.items():
+            try:
+                os.killpg(pid, signal.SIGKILL)
+                leaked.append(what)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if leaked:
+            warnings.warn(f"stop-all left {leaked} running:\n{out}", stacklevel=1)
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +147,20 @@ def _updates(events, node):
     return [e for e in events if e["event"] == "update" and e["node"] == node]
 
 
-def test_tls_auth_run_with_warm_workers_survives_kill_9_and_the_node_rejoins(fleet):
+def _training_share(updates):
+    """A node's training seconds over the span from its first train message to its last reply."""
+    ups = sorted(updates, key=lambda e: e["time"])
+    return sum(e["train_seconds"] for e in ups) / (ups[-1]["time"] - ups[0]["time"]
+                                                    + ups[0]["round_trip"])
+
+
+def test_tls_auth_run_with_overlapped_warm_workers_survives_kill_9_and_the_node_rejoins(fleet):
     # Warm workers answer in seconds; the long pole is Flower noticing the kill (two missed
     # 30 s heartbeats). The run is long and ended by `fedmoe stop` once everything was seen.
-    run = fleet.submit("run.duration=900 train.sync-interval=3 run.rejoin-backoff=5", "r1")
+    # train.overlap: the nodes train while their updates travel (stop-and-wait deployments
+    # are the resume test below, and every simulation test).
+    run = fleet.submit("run.duration=900 train.sync-interval=3 run.rejoin-backoff=5 "
+                       "train.overlap=true", "r1")
     out = fleet.tmp / "out" / "r1"
     try:
         events = fleet.wait_for("r1", lambda ev: len({e["node"] for e in ev if e["event"] ==
@@ -148,6 +172,9 @@ def test_tls_auth_run_with_warm_workers_survives_kill_9_and_the_node_rejoins(fle
         for node in registered:  # one warm process per node: the model stays loaded in it
             ups = _updates(events, node)  # (load times are measured in bench/warm_vs_cold.py)
             assert len({e["process_id"] for e in ups}) == 1, ups
+            # continuous training: the node trained nearly all the time, also in flight
+            assert _training_share(ups) > 0.8, ups
+            assert all(e["in_flight_seconds"] > 0 for e in ups[1:]), ups
         sql_node = next(n for n, s in registered.items() if s == "sql_expert")
         fleet.crash("sql")  # crash, no clean shutdown
         killed_at = {s: max(_versions(events, s)) for s in ("python_expert", "docs_expert")}

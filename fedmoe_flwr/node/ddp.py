@@ -276,14 +276,8 @@ def train_rank(model: Any, rows: list[dict], *, pad_id: int, device: torch.devic
     totals = torch.zeros(4, dtype=torch.float64)  # loss sum, real tokens, examples, padded
     compute = 0.0
     while True:
-        picked = batches.next()
-        mine = picked[rank::world]
-        share = [rows[i] for i in (mine or picked[:1])]  # an empty share still joins backward
-        batch = collate(share, pad_id, device)
-        prompt_lens = [int(r.get("prompt_len", 0)) for r in share]
-        weights = token_weights(batch["labels"], prompt_lens, spec.prompt_weight)
-        if not mine:
-            weights.zero_()
+        mine, batch, weights = _share(rows, batches.next(), rank, world, pad_id, device,
+                                      spec.prompt_weight)
         stop = rank == 0 and steps > 0 and (
             (spec.max_steps and steps >= spec.max_steps)
             or time.perf_counter() - t0 >= spec.time_budget)
@@ -315,6 +309,23 @@ def train_rank(model: Any, rows: list[dict], *, pad_id: int, device: torch.devic
     return TrainResult(loss=loss_sum / steps, steps=steps, tokens=int(tokens),
                        examples=int(examples), seconds=time.perf_counter() - t0,
                        compute_seconds=compute, padded_tokens=int(padded))
+
+
+def _share(rows: list[dict], picked: list[int], rank: int, world: int, pad_id: int,
+           device: torch.device, prompt_weight: float) -> tuple[list[int], dict, torch.Tensor]:
+    """Rows ``r::N`` of the global batch for rank ``r``, collated, and their token weights.
+
+    A rank whose share is empty (the end of an epoch) still joins the backward
+    pass, on one row with zero weight: DDP needs every rank in every all-reduce.
+    """
+    mine = picked[rank::world]
+    share = [rows[i] for i in (mine or picked[:1])]
+    batch = collate(share, pad_id, device)
+    weights = token_weights(batch["labels"], [int(r.get("prompt_len", 0)) for r in share],
+                            prompt_weight)
+    if not mine:
+        weights.zero_()
+    return mine, batch, weights
 
 
 def rank_main(rank: int, world: int, port: int, backend: str, timeout: float,

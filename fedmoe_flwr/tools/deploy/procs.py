@@ -4,7 +4,8 @@ A pid alone does not name a process: after a crash or a reboot the pid in a
 pid file may belong to something else (pid 1, another user's shell, a new
 process that got the number).  So each pid file is JSON holding the pid, the
 process's create time and its command line as ``psutil`` reads them right
-after the start, and a process is stopped only when all three still match.
+after the start (on Linux also its start in clock ticks since boot, which a
+clock step cannot move), and a process is stopped only when all still match.
 Anything else is a stale pid file: it is reported and removed, never
 signalled.  Stopping ends the process and every process below it (children
 first found recursively, terminated together, killed after a grace period),
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,22 +27,45 @@ import psutil
 
 from fedmoe_flwr.tools.deploy.files import write_replace
 
-CREATE_TIME_TOLERANCE_S = 1.0  # a clock step moves Linux's computed create times a little
+CREATE_TIME_TOLERANCE_S = 1.0  # wall-clock create times (macOS, Windows) are stored: exact
 GRACE_S = 10.0  # between terminate and kill, as deploy.sh waited
+
+
+def boot_start(pid: int) -> str | None:
+    """Linux: ``BOOT_ID:TICKS``, when the process started in clock ticks since this boot.
+
+    psutil's wall-clock create time on Linux is these ticks plus the boot time
+    the kernel derives from the current clock, so a clock step (NTP, a VM's
+    time sync) moves it by seconds; the ticks and the boot id never change for
+    a process.  None elsewhere (their create times are stored, not derived).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # the name in () may hold spaces
+    return f"{boot}:{fields[19]}" if len(fields) > 19 else None  # field 22: starttime
 
 
 @dataclass(frozen=True)
 class PidRecord:
-    """Who a pid file's process is: pid, create time (epoch seconds), command line."""
+    """Who a pid file's process is: pid, create time, command line (and Linux boot start)."""
 
     pid: int
-    create_time: float
+    create_time: float  # epoch seconds, as psutil reports it
     cmdline: tuple[str, ...]
+    boot_start: str | None = None  # :func:`boot_start`; compared instead where recorded
 
     def to_json(self) -> str:
         """The pid file's content."""
-        return json.dumps({"pid": self.pid, "create_time": self.create_time,
-                           "cmdline": list(self.cmdline)}) + "\n"
+        data: dict[str, Any] = {"pid": self.pid, "create_time": self.create_time,
+                                "cmdline": list(self.cmdline)}
+        if self.boot_start:
+            data["boot_start"] = self.boot_start
+        return json.dumps(data) + "\n"
 
     @classmethod
     def read(cls, path: Path) -> PidRecord | None:
@@ -48,13 +73,15 @@ class PidRecord:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             pid, created, cmdline = data["pid"], data["create_time"], data["cmdline"]
-        except (OSError, ValueError, TypeError, KeyError):
+            boot = data.get("boot_start")
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
         if type(pid) is not int or pid < 1 or not isinstance(created, int | float) \
                 or not isinstance(cmdline, list) or not cmdline \
-                or not all(isinstance(a, str) for a in cmdline):
+                or not all(isinstance(a, str) for a in cmdline) \
+                or not isinstance(boot, str | None):
             return None
-        return cls(pid, float(created), tuple(cmdline))
+        return cls(pid, float(created), tuple(cmdline), boot)
 
 
 @dataclass(frozen=True)
@@ -86,7 +113,8 @@ def spawn(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path,
                                 stdout=out, stderr=subprocess.STDOUT, **session_flags())
     try:  # Popen returns after the exec, so this is the new program's command line
         ps = psutil.Process(proc.pid)
-        record = PidRecord(proc.pid, ps.create_time(), tuple(ps.cmdline()))
+        record = PidRecord(proc.pid, ps.create_time(), tuple(ps.cmdline()),
+                           boot_start(proc.pid))
     except psutil.Error:  # it exited already: a record nothing will ever match
         record = PidRecord(proc.pid, 0.0, tuple(argv))
     write_replace(pidfile, record.to_json().encode(), 0o644)
@@ -99,7 +127,7 @@ def verify(record: PidRecord) -> tuple[psutil.Process | None, str]:
         proc = psutil.Process(record.pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None, "it exited"
-        if abs(proc.create_time() - record.create_time) > CREATE_TIME_TOLERANCE_S:
+        if not _same_start(proc, record):
             return None, "that pid now belongs to a process started at another time"
         if tuple(proc.cmdline()) != record.cmdline:
             return None, "that pid now runs another command"
@@ -108,6 +136,13 @@ def verify(record: PidRecord) -> tuple[psutil.Process | None, str]:
     except psutil.AccessDenied:
         return None, "that pid belongs to another user's process"
     return proc, ""
+
+
+def _same_start(proc: psutil.Process, record: PidRecord) -> bool:
+    """Whether the process started when the record says (boot ticks where recorded)."""
+    if record.boot_start is not None:
+        return boot_start(proc.pid) == record.boot_start
+    return abs(proc.create_time() - record.create_time) <= CREATE_TIME_TOLERANCE_S
 
 
 def lookup(pidfile: Path) -> Lookup:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ssl
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Protocol
 
 import tomli_w
 
@@ -17,6 +17,13 @@ from fedmoe_flwr.tools.deploy.validate import DeployError, url_host
 from fedmoe_flwr.tools.run import executable
 
 HEALTH_WAIT_S = 120.0
+
+
+class Polled(Protocol):
+    """What the health wait needs of the started process: whether it has exited."""
+
+    def poll(self) -> int | None:
+        """The exit status, or None while it runs."""
 
 
 def write_connection(layout: Layout, address: str, insecure: bool) -> Path:
@@ -57,7 +64,7 @@ def health_url(layout: Layout, host: str, insecure: bool) -> str:
     return f"{'http' if insecure else 'https'}://{url_host(probe)}:{layout.port}/health"
 
 
-def wait_healthy(url: str, ca: Path | None, proc: object, log: Path) -> None:
+def wait_healthy(url: str, ca: Path | None, proc: Polled, log: Path) -> None:
     """Poll ``url`` until it answers (TLS checked against our CA), the process ends, or 120 s.
 
     Proxies are bypassed: the SuperLink is on this machine.
@@ -72,13 +79,14 @@ def wait_healthy(url: str, ca: Path | None, proc: object, log: Path) -> None:
         try:
             with opener.open(url, timeout=2):
                 return
-        except ssl.SSLCertVerificationError as err:
-            raise DeployError(f"the SuperLink answered on {url} with a certificate that "
-                              f"does not verify ({err.verify_message}); make the "
-                              f"certificates for this host with 'fedmoe deploy certs'") \
-                from None
-        except (OSError, urllib.error.URLError):
-            if proc.poll() is not None:  # type: ignore[attr-defined]
+        except OSError as err:  # urllib wraps TLS errors in URLError(reason=...)
+            reason = getattr(err, "reason", err)
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise DeployError(f"the SuperLink answered on {url} with a certificate that "
+                                  f"does not verify ({reason.verify_message}); make the "
+                                  f"certificates for this host with 'fedmoe deploy "
+                                  f"certs'") from None
+            if proc.poll() is not None:
                 raise DeployError(f"the SuperLink exited; see {log}") from None
             time.sleep(0.5)
     raise DeployError(f"the SuperLink did not answer {url} within {HEALTH_WAIT_S:.0f} s; "

@@ -38,6 +38,7 @@ class Node:
     specialty: str
     data: str
     speed: str
+    gpus: str  # training ranks of one update: a count or "all" (node config 'gpus')
     model_source: str | None
     port: int | None
     ca: Path
@@ -50,13 +51,15 @@ class Node:
         ca = opts["ca"] if opts["ca"] is not None else layout.certs / "ca.crt"
         return cls(opts["name"], opts["superlink"] or f"127.0.0.1:{layout.port}",
                    opts["specialty"], opts["data"], opts["speed"] or "1",
-                   opts["model_source"], opts["port"], (layout.root / ca).resolve(),
-                   opts["insecure"], opts["cold"])
+                   opts["gpus"] or "1", opts["model_source"], opts["port"],
+                   (layout.root / ca).resolve(), opts["insecure"], opts["cold"])
 
     def node_config(self) -> str:
         """Flower's ``--node-config``: only checked values, each a TOML literal string."""
         config = (f"specialty='{self.specialty}' data-path='{self.data}' "
                   f"speed-factor={self.speed}")
+        if self.gpus != "1":
+            config += f" gpus='{self.gpus}'"
         return config + (f" model-source='{self.model_source}'" if self.model_source else "")
 
 

@@ -115,6 +115,13 @@ def speed(value: str) -> str:
     return value
 
 
+def gpus(value: str) -> str:
+    """Devices one node trains each update on (DDP): a whole number 1-64, or ``all``."""
+    if value == "all" or (value.isdigit() and 1 <= int(value) <= 64):
+        return value
+    raise DeployError(f"--gpus must be a whole number from 1 to 64, or 'all', got {value!r}")
+
+
 def model_source(value: str) -> str:
     """Where a node loads the base model from: one of ``config.MODEL_SOURCES``."""
     if value not in MODEL_SOURCES:

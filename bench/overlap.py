@@ -1,0 +1,143 @@
+"""Overlapped training (``train.overlap``) against stop-and-wait, in a real deployment.
+
+Reproduce (about 20 minutes on 2 CPU cores)::
+
+    bash scripts/bench.sh overlap
+    bash scripts/bench.sh overlap --intervals 10 --duration 90
+
+For each ``train.sync-interval`` and each mode -- ``stop-and-wait`` (a warm
+worker trains the interval, replies, and idles until the next message),
+``overlap-carry`` and ``overlap-replace`` (``train.overlap = true`` with each
+``train.overlap-rule``) -- the benchmark deploys an insecure SuperLink and
+three SuperNodes with warm workers on 127.0.0.1 (tiny model, one specialty
+each, the same data and seed), runs the federation for the same wall-clock
+budget, stops everything it started and reads ``metrics.jsonl`` and
+``summary.json``:
+
+- node time training: per node, the seconds it trained over the span from its
+  first train message to its last reply (all nodes summed);
+- time between replies: the median gap between two replies of one node, which
+  should sit at the sync interval;
+- in flight: the median seconds of each update trained while the previous one
+  travelled (0 in stop-and-wait);
+- held-out loss of each expert on its own domain at the end of the budget.
+
+Writes ``bench/results/overlap.md`` and ``overlap.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from warm_vs_cold import NODES, deploy, free_port  # noqa: E402
+
+from fedmoe_flwr.events import Update, of_kind, read_events  # noqa: E402
+
+MODES = {"stop-and-wait": "train.overlap=false",
+         "overlap-carry": "train.overlap=true train.overlap-rule='carry'",
+         "overlap-replace": "train.overlap=true train.overlap-rule='replace'"}
+
+
+def run_case(mode: str, interval: float, duration: float, work: Path) -> Path:
+    """One deployment in one mode; returns its run directory."""
+    import os
+
+    state = work / f"{mode}-{interval:g}"
+    env = {**os.environ, "FEDMOE_DEPLOY": str(state / "deploy"),
+           "FEDMOE_SUPERLINK_PORT": str(free_port())}
+    out = state / "out"
+    try:
+        deploy(env, "superlink", "start", "--insecure")
+        for name, (specialty, data) in NODES.items():
+            deploy(env, "supernode", "start", name, "--insecure", "--specialty", specialty,
+                   "--data", data)
+        deploy(env, "submit", "--run-config",
+               f"run.duration={duration} train.sync-interval={interval} run.name='b' "
+               f"run.output-dir='{out}' run.seed=7 {MODES[mode]}", timeout=duration + 900)
+    finally:
+        deploy(env, "stop-all", check=False)
+    return out / "b"
+
+
+def summarise(run: Path) -> dict:
+    """The case's row: training share, gaps between replies, in-flight time, losses."""
+    updates = list(of_kind(read_events(run / "metrics.jsonl"), Update))
+    by_node: dict[str, list[Update]] = defaultdict(list)
+    for u in updates:
+        by_node[u.node].append(u)
+    trained = span = 0.0
+    gaps: list[float] = []
+    for ups in by_node.values():
+        ups.sort(key=lambda u: u.time)
+        start = ups[0].time - ups[0].round_trip  # the first train message's push
+        trained += sum(u.train_seconds for u in ups)
+        span += ups[-1].time - start
+        gaps += [b.time - a.time for a, b in zip(ups, ups[1:], strict=False)]
+    summary = json.loads((run / "summary.json").read_text())
+    final = summary["eval"]["final"]
+    losses = {d: final[d][d] for d in sorted(final)}
+    return {"updates": len(updates), "share": trained / span if span else 0.0,
+            "gap": statistics.median(gaps) if gaps else float("nan"),
+            "in_flight": statistics.median(u.in_flight_seconds for u in updates),
+            "train": statistics.median(u.train_seconds for u in updates),
+            "losses": losses}
+
+
+def write(rows: list[dict], out: Path) -> str:
+    """The results table (Markdown), saved with the raw rows."""
+    domains = sorted(rows[0]["losses"])
+    lines = ["| sync-interval | mode | updates | node time training | time between replies "
+             "(median) | in flight (median) | " + " | ".join(f"{d} loss" for d in domains)
+             + " |", "|---:|---|---:|---:|---:|---:|" + "---:|" * len(domains)]
+    for r in rows:
+        lines.append(f"| {r['interval']:g} s | {r['mode']} | {r['updates']} | "
+                     f"{100 * r['share']:.0f}% | {r['gap']:.1f} s | {r['in_flight']:.1f} s | "
+                     + " | ".join(f"{r['losses'][d]:.3f}" for d in domains) + " |")
+    out.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(lines)
+    (out / "overlap.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out / "overlap.md").write_text(
+        "# Overlapped training against stop-and-wait\n\n"
+        f"`bash scripts/bench.sh overlap`, {time.strftime('%Y-%m-%d')}: three warm "
+        "SuperNodes (qwen2-tiny, one specialty each) and an insecure SuperLink on one "
+        "2-core machine, the same wall-clock budget, data and seed per case. Node time "
+        "training is each node's training seconds over the span from its first train "
+        "message to its last reply. Losses are each expert's held-out loss on its own "
+        f"domain at the end of the budget (lower is better).\n\n{text}\n")
+    return text
+
+
+def main() -> None:
+    """Every (interval, mode) case, then the table."""
+    import os
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--intervals", default="10,30", help="train.sync-interval values (s)")
+    ap.add_argument("--duration", type=float, default=150.0,
+                    help="seconds of training per case")
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--work", type=Path, default=ROOT / ".fedmoe" / "bench-overlap")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = ap.parse_args()
+    os.environ.setdefault("FEDMOE_CACHE", str(ROOT / ".fedmoe" / "cache"))
+    rows = []
+    for interval in [float(x) for x in args.intervals.split(",")]:
+        for mode in args.modes.split(","):
+            t0 = time.time()
+            stats = summarise(run_case(mode, interval, args.duration, args.work))
+            rows.append({"mode": mode, "interval": interval, **stats})
+            print(f"{mode} @ {interval:g}s: {stats} ({time.time() - t0:.0f}s)", flush=True)
+    print(write(rows, args.out))
+
+
+if __name__ == "__main__":
+    main()
