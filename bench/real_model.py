@@ -35,6 +35,7 @@ import sys
 import tomllib
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from federation_runs import ROOT, SPECIALTIES, publish, run_federation, update_events
 
@@ -139,8 +140,14 @@ def train(work: Path, layer: int) -> dict[str, Path]:
     return runs
 
 
-def pass_rates(runs: dict[str, Path], gen_tokens: int) -> dict:
-    """Execution pass rates: base, own-domain experts, gateway, auto, the peer's global."""
+def pass_rates(runs: dict[str, Path], gen_tokens: int, done: dict | None = None,
+               save: Any = None) -> dict:
+    """Execution pass rates: base, own-domain experts, gateway, auto, the peer's global.
+
+    ``done`` holds the rates already judged for these runs and this generation length
+    (each takes minutes on a CPU); ``save`` is called after each new one, so a
+    re-score after an interruption judges only what is missing.
+    """
     from fedmoe_flwr.execution import check_answers, load_tasks
     from fedmoe_flwr.execution import pass_rates as rates
     from fedmoe_flwr.server.rundir import RunView
@@ -149,12 +156,17 @@ def pass_rates(runs: dict[str, Path], gen_tokens: int) -> dict:
 
     tasks = load_tasks(TASKS)
     gen = GenerationSettings(max_new_tokens=gen_tokens, batch_size=16)
-    out: dict[str, dict] = {}
+    out: dict[str, dict] = dict(done or {})
 
     def judge(assistant: Assistant, name: str, subset: list, label: str) -> None:
+        if label in out:
+            print(f"{label}: {out[label]} (judged before)", flush=True)
+            return
         answers = answers_of(assistant, name, subset, gen)
         out[label] = rates(subset, check_answers(list(zip(subset, answers, strict=True))))
         print(f"{label}: {out[label]}", flush=True)
+        if save is not None:
+            save(out)
 
     run = RunView(runs["experts"])
     assistant = Assistant(run, run_app_config(run))
@@ -162,7 +174,10 @@ def pass_rates(runs: dict[str, Path], gen_tokens: int) -> dict:
     for specialty in ("sql_expert", "python_expert"):
         judge(assistant, specialty, [t for t in tasks if t.specialty == specialty], specialty)
     judge(assistant, "gateway", tasks, "gateway")
-    judge(assistant, "auto", tasks, "auto")
+    judge(assistant, "auto", tasks, "auto (ngrams)")
+    judge(assistant, "arrow", tasks, "arrow")
+    # the oracle (each task answered by its own domain's expert) is the experts' rows
+    out["oracle"] = {s: out[s][s] for s in ("sql_expert", "python_expert")}
     peer = RunView(runs["peer"])
     judge(Assistant(peer, run_app_config(peer)), "global", tasks, "peer (global)")
     return out
@@ -194,7 +209,43 @@ def losses_and_routing(runs: dict[str, Path]) -> dict:
         report = evaluate_router(assistant.make_router(replace(cfg.router, method=method)),
                                  examples)
         out["routing"][method] = {"all": report.accuracy, **report.per_specialty()}
+    out["answer_loss"] = routed_answer_losses(assistant)
     out["ask"] = ask_examples(assistant)
+    return out
+
+
+def routed_answer_losses(assistant: object) -> dict:
+    """Loss of each natural prompt's reference answer under arrow, ngrams' top-1 and the oracle.
+
+    The oracle is the prompt's own domain's expert (what a perfect per-prompt router
+    picks); multi-domain prompts count with the domain their file gives.
+    """
+    from fedmoe_flwr.node.data import encode_example
+    from fedmoe_flwr.node.training import evaluate_loss
+    from fedmoe_flwr.routing.router import Route
+
+    rows = []
+    for path in NATURAL:
+        for line in path.read_text().splitlines():
+            if line.strip():
+                rows.append(json.loads(line))
+    tok, model = assistant.loaded.tokenizer, assistant.model
+    picks = {"arrow": lambda r: Route(list(assistant.experts), {}, {}, "arrow"),
+             "ngrams top-1": lambda r: Route([assistant.router.route(r["prompt"]).best],
+                                             {}, {}, "top1"),
+             "oracle": lambda r: Route([r["specialty"]], {}, {}, "oracle")}
+    out: dict[str, dict[str, float]] = {}
+    for label, pick in picks.items():
+        sums: dict[str, list[float]] = {}
+        for r in rows:
+            assistant._use(pick(r))
+            ex = encode_example(tok, r["prompt"], r["reference_code"], 512)
+            loss = evaluate_loss(model, [ex], pad_id=tok.pad_token_id,
+                                 device=assistant.loaded.device)
+            sums.setdefault(r["specialty"], []).append(loss)
+        out[label] = {s: statistics.mean(v) for s, v in sums.items()}
+        out[label]["all"] = statistics.mean(x for v in sums.values() for x in v)
+        print(f"answer loss, {label}: {out[label]}", flush=True)
     return out
 
 
@@ -235,6 +286,13 @@ def table(results: dict) -> list[str]:
     if "layers" in results:
         lines += ["", "Centroid router by `router.embedding-layer` (hidden_states index): " +
                   ", ".join(f"{k}: {_pct(v)}" for k, v in results["layers"].items()) + "."]
+    lines += ["", "## Token-level routing (Arrow) against a per-prompt choice and the oracle", "",
+              "Mean loss of the natural prompts' reference answers (lower is better):", "",
+              "| adapter | all | " + " | ".join(SPECIALTIES) + " |",
+              "|---|---:|" + "---:|" * len(SPECIALTIES)]
+    for label, r in results["losses"]["answer_loss"].items():
+        lines.append(f"| {label} | {r['all']:.3f} | " +
+                     " | ".join(f"{r[s]:.3f}" if s in r else "-" for s in SPECIALTIES) + " |")
     lines += ["", "## Tokens per second per node while training (median per update)", ""]
     for label, speeds in results["losses"]["tokens_per_s"].items():
         lines.append(f"- {label}: " + ", ".join(f"{s} {v:.0f}" for s, v in speeds.items()))
@@ -284,7 +342,17 @@ def main() -> None:
     runs = train(args.work, layer) if "train" in stages else {
         n: args.work / n for n in ("experts", "peer")}
     if "score" in stages:
-        results["pass_rates"] = pass_rates(runs, args.max_new_tokens)
+        key = f"{args.max_new_tokens}:" + ",".join(
+            json.loads((runs[n] / "summary.json").read_text()).get("strategy", n)
+            + f"@{(runs[n] / 'summary.json').stat().st_mtime:.0f}" for n in ("experts", "peer"))
+        cache = results.get("pass_cache", {})
+        done = cache.get("rates", {}) if cache.get("key") == key else {}
+
+        def save(rates: dict) -> None:
+            results["pass_cache"] = {"key": key, "rates": rates}
+            state.write_text(json.dumps(results, indent=1))
+
+        results["pass_rates"] = pass_rates(runs, args.max_new_tokens, done, save)
         results["losses"] = losses_and_routing(runs)
         state.write_text(json.dumps(results, indent=1))
         (ROOT / "bench" / "results" / "real_model.json").write_text(json.dumps(results, indent=1))

@@ -22,6 +22,7 @@ from fedmoe_flwr.node.adapters import set_adapter_weights
 from fedmoe_flwr.node.data import encode_prompt
 from fedmoe_flwr.node.embedding import prompt_embeddings
 from fedmoe_flwr.node.model import ensure_adapter, load_base
+from fedmoe_flwr.routing.arrow import attach_arrow, detach_arrow
 from fedmoe_flwr.routing.centroids import load_centroids, load_ngram_counts
 from fedmoe_flwr.routing.router import Route, Router, RouterSources
 from fedmoe_flwr.server.rundir import RunView
@@ -138,19 +139,8 @@ class Assistant:
 
     def _arrow(self) -> str:
         """PEFT's Arrow adapter over every expert (built once per set of expert versions)."""
-        from peft import LoraConfig
-        from peft.tuners.lora.config import ArrowConfig
-
-        slot = "x:arrow"
-        if slot not in self.model.peft_config:
-            arrow = ArrowConfig(top_k=min(3, len(self.experts)),
-                                router_temperature=1.0, rng_seed=self.cfg.run.seed)
-            arrow.task_adapter_names = [f"x:{n}" for n in self.experts]
-            arrow.gks_adapter_names = []
-            self.model.add_adapter(slot, LoraConfig(
-                arrow_config=arrow, target_modules=list(self.cfg.model.target_modules),
-                r=self.cfg.model.lora_r))
-        self.model.set_adapter(slot)
+        attach_arrow(self.model, self.experts, list(self.cfg.model.target_modules),
+                     self.cfg.model.lora_r, self.cfg.run.seed)
         return "arrow(" + "+".join(self.experts) + ")"
 
     def _use(self, route: Route) -> str:
@@ -159,8 +149,7 @@ class Assistant:
             return self._arrow()
         if not route.experts:
             info = self.run.adapter(GATEWAY)
-            ensure_adapter(self.loaded, "x:gateway", self.cfg.model, info.config["r"],
-                           info.config["lora_alpha"])
+            self.add_slot("x:gateway", info.config["r"], info.config["lora_alpha"])
             set_adapter_weights(self.model, "x:gateway", info.weights())
             self.model.set_adapter("x:gateway")
             return GATEWAY
@@ -171,10 +160,20 @@ class Assistant:
         mix = build_gateway({n: self._weights[n] for n in route.experts}, route.weights, "cat",
                             rank=m.lora_r, alpha=m.lora_alpha)
         slot = f"x:mix-r{mix.rank}"
-        ensure_adapter(self.loaded, slot, m, mix.rank, mix.alpha)
+        self.add_slot(slot, mix.rank, mix.alpha)
         set_adapter_weights(self.model, slot, mix.weights)
         self.model.set_adapter(slot)
         return "mix(" + "+".join(route.experts) + ")"
+
+    def add_slot(self, slot: str, rank: int, alpha: int) -> None:
+        """A scratch adapter (a mix, the gateway) of this shape, active; Arrow goes first."""
+        if slot not in self.model.peft_config:
+            detach_arrow(self.model)  # it would take the new adapter for one more expert
+        ensure_adapter(self.loaded, slot, self.cfg.model, rank, alpha)
+
+    def expert_weights(self, name: str) -> dict:
+        """An expert's weights in memory (the batched server builds its mixes from them)."""
+        return self._weights[name]
 
     def encode_chat(self, messages: list[dict[str, str]], max_new_tokens: int) -> torch.Tensor:
         """The conversation's templated ids ``(1, T)``, refused when it does not fit.
@@ -225,8 +224,7 @@ class Assistant:
             if self.versions.get(info.name) == info.version:
                 continue
             weights = info.weights()
-            if "x:arrow" in self.model.peft_config:  # its prototypes come from the experts
-                self.model.delete_adapter("x:arrow")
+            detach_arrow(self.model)  # its prototypes come from the experts
             ensure_adapter(self.loaded, f"x:{info.name}", self.cfg.model)
             set_adapter_weights(self.model, f"x:{info.name}", weights)
             self._weights[info.name] = weights
