@@ -33,6 +33,7 @@ from fedmoe_flwr.node.ddp import Job, RankError, close_groups, group_for
 from fedmoe_flwr.node.embedding import domain_centroid
 from fedmoe_flwr.node.model import LoadedModel, ensure_adapter, freeze_a, load_base
 from fedmoe_flwr.node.overlap import ContinuousTrainer, Progress, paused, trainer_for
+from fedmoe_flwr.node.redteam import lie
 from fedmoe_flwr.node.settings import NodeSettings, node_data, node_settings
 from fedmoe_flwr.node.simulation import join_late, pacer
 from fedmoe_flwr.node.training import TrainResult, TrainSpec, evaluate_loss, train_for_budget
@@ -126,6 +127,10 @@ def train(msg: Message, context: Context) -> Message:
     loaded.peft_model.set_adapter(node.specialty)
     base, trained = (b_part(done.base), b_part(done.weights)) if ffa else (done.base,
                                                                             done.weights)
+    if node.red_team:  # red-team tests of the robust checks: the node lies on purpose
+        trained, _ = lie(node.red_team, base, trained, key=(context.run_id, instr.adapter),
+                         max_update_norm=cfg.strategy.max_update_norm,
+                         max_norm_ratio=cfg.robust.max_norm_ratio)
     record, is_delta, norm = update_record(base, trained, cfg.privacy, cfg.comm,
                                            context.state, instr.adapter)
     metrics = TrainMetrics(done.examples, done.loss, done.steps, done.tokens,

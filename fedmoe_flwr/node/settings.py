@@ -14,6 +14,7 @@ from typing import Any
 from fedmoe_flwr import APP_DIR
 from fedmoe_flwr.config import MODEL_SOURCES, AppConfig, ConfigError
 from fedmoe_flwr.node.data import LocalData, load_local_data, tokenize
+from fedmoe_flwr.node.redteam import ATTACKS
 
 _DATA_CACHE: dict[tuple, tuple[LocalData, list[dict], list[dict]]] = {}
 
@@ -30,6 +31,7 @@ class NodeSettings:
     partition: int | None = None  # simulation: the partition id (None: a deployed node)
     ranks: int = 1  # node config 'gpus': training ranks of one update (DDP when > 1)
     ddp_timeout: float = 300.0  # node config 'ddp-timeout': a hung rank fails the task after
+    red_team: str = ""  # node config 'red-team': this node lies on purpose (node/redteam.py)
 
 
 def resolve_data_path(path: str) -> Path:
@@ -83,6 +85,21 @@ def _ddp_timeout(node_config: dict[str, Any]) -> float:
     return seconds
 
 
+def _red_team(node_config: dict[str, Any]) -> str:
+    """Node config ``red-team``: an attack of :mod:`fedmoe_flwr.node.redteam`, or off.
+
+    For red-team tests of the server's robust checks only, in a deployment or
+    a simulation alike (the attack is applied to the trained weights either way).
+    """
+    value = node_config.get("red-team", "")
+    if value in ("", None):
+        return ""
+    if value not in ATTACKS:
+        raise ConfigError(f"node config 'red-team' must be one of {', '.join(ATTACKS)} (or "
+                          f"empty: off), got {value!r}")
+    return str(value)
+
+
 def node_settings(node_config: dict[str, Any], cfg: AppConfig) -> NodeSettings:
     """Read the node's identity from its node config (deployment) or partition (simulation)."""
     if "specialty" in node_config:
@@ -100,7 +117,8 @@ def node_settings(node_config: dict[str, Any], cfg: AppConfig) -> NodeSettings:
         return NodeSettings(str(node_config["specialty"]),
                             resolve_data_path(str(node_config["data-path"])), speed,
                             _model_source(node_config), ranks=_ranks(node_config),
-                            ddp_timeout=_ddp_timeout(node_config))
+                            ddp_timeout=_ddp_timeout(node_config),
+                            red_team=_red_team(node_config))
     if "partition-id" in node_config:
         if _ranks(node_config) > 1:
             raise ConfigError("node config 'gpus' > 1 (DDP) needs a deployed SuperNode: a "
@@ -112,7 +130,7 @@ def node_settings(node_config: dict[str, Any], cfg: AppConfig) -> NodeSettings:
         speed = sim.speed_factors[pid] if pid < len(sim.speed_factors) else 1.0
         delay = sim.join_delays[pid] if pid < len(sim.join_delays) else 0.0
         return NodeSettings(sim.specialties[i], resolve_data_path(sim.data_paths[i]), speed,
-                            join_delay=delay, partition=pid)
+                            join_delay=delay, partition=pid, red_team=_red_team(node_config))
     raise ConfigError("node config has neither 'specialty' + 'data-path' (deployment) nor "
                       "'partition-id' (simulation)")
 
