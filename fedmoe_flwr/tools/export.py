@@ -146,7 +146,7 @@ def export_run(run: Any, fmt: str, out: Path, *, force: bool = False) -> Path:
     except OSError as err:
         raise RunDirError(f"cannot write --out {out}: {err.strerror or err}") from None
     try:
-        (export_vllm if fmt == "vllm" else export_gguf)(run, tmp)
+        (export_vllm if fmt == "vllm" else export_gguf)(run, tmp, out)
         (tmp / MARKER).write_text(f"{run.root.name} {fmt}\n")
         _publish(tmp, out)
     except OSError as err:

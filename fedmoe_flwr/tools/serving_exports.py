@@ -53,8 +53,13 @@ def base_path(run: RunView) -> str:
     return resolve_model_path(model)
 
 
-def export_vllm(run: RunView, out: Path) -> Path:
-    """PEFT adapter directories and a README with the serving commands."""
+def export_vllm(run: RunView, out: Path, final: Path | None = None) -> Path:
+    """PEFT adapter directories and a README with the serving commands.
+
+    Files are written to ``out`` (a staging directory, published whole) while the README names
+    ``final``, where they will be once published: its commands must work as pasted.
+    """
+    final = out if final is None else final
     infos = [run.adapter(n) for n in run.names()]
     for info in infos:
         info.weights()  # every checkpoint verified before anything is copied
@@ -63,7 +68,7 @@ def export_vllm(run: RunView, out: Path) -> Path:
         for name in ("adapter_config.json", "adapter_model.safetensors"):
             shutil.copy2(info.path / name, target / name)
     rank = vllm_rank(max(int(i.config["r"]) for i in infos))
-    modules = " ".join(f"{i.name}={out / i.name}" for i in infos)
+    modules = " ".join(f"{i.name}={final / i.name}" for i in infos)
     base = base_path(run)
     (out / "README.md").write_text(
         f"# Adapters of {run.root.name} for vLLM\n\n"
@@ -133,24 +138,28 @@ def write_lora_gguf(info: AdapterInfo, config: dict[str, Any], path: Path) -> Pa
     return path
 
 
-def export_gguf(run: RunView, out: Path) -> Path:
-    """Adapter GGUFs, a base model GGUF when needed, and one Ollama Modelfile per adapter."""
+def export_gguf(run: RunView, out: Path, final: Path | None = None) -> Path:
+    """Adapter GGUFs, a base model GGUF when needed, and one Ollama Modelfile per adapter.
+
+    Written to ``out``; the README and Modelfiles name ``final`` (see :func:`export_vllm`).
+    """
+    final = out if final is None else final
     base = Path(base_path(run))
     config = json.loads((base / "config.json").read_text())
-    base_gguf = _base_gguf(run, base, out)
+    base_gguf = _base_gguf(run, base, out, final)
     for name in run.names():
         info = run.adapter(name)
         adapter = write_lora_gguf(info, config, out / f"{name}.gguf")
         (out / f"Modelfile.{name}").write_text(f"FROM {base_gguf}\nADAPTER ./{adapter.name}\n")
     (out / "README.md").write_text(
         f"# Adapters of {run.root.name} for llama.cpp and Ollama\n\n"
-        f"llama.cpp: `llama-cli -m {base_gguf} --lora {out / run.names()[0]}.gguf`\n\n"
+        f"llama.cpp: `llama-cli -m {base_gguf} --lora {final / run.names()[0]}.gguf`\n\n"
         f"Ollama, one model per adapter: `ollama create {run.names()[0]} -f "
-        f"{out / ('Modelfile.' + run.names()[0])}`\n")
+        f"{final / ('Modelfile.' + run.names()[0])}`\n")
     return out
 
 
-def _base_gguf(run: RunView, base: Path, out: Path) -> str:
+def _base_gguf(run: RunView, base: Path, out: Path, final: Path) -> str:
     """The GGUF the adapters apply to: the run's own GGUF, else one written from the base."""
     from fedmoe_flwr.node.gguf import SOURCE_FILE, write_gguf
 
@@ -165,4 +174,5 @@ def _base_gguf(run: RunView, base: Path, out: Path) -> str:
 
         if name in EMBEDDED_GGUF:
             return str(EMBEDDED_GGUF[name]())
-    return str(write_gguf(base, out / "base.gguf"))
+    write_gguf(base, out / "base.gguf")
+    return str(final / "base.gguf")
