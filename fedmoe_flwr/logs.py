@@ -1,8 +1,26 @@
-"""Log setup shared by both apps: one readable line per event, no progress bars.
+"""Log setup shared by both apps and the ``fedmoe`` command: this project's lines and real errors.
 
-Progress bars from ``datasets`` and ``transformers`` are turned off because in
-a federation they interleave across nodes into noise; the per-update lines of
-the server are the live view.
+Quiet by default.  A federation multiplies every library's chatter by its
+number of nodes, and the lines a person needs -- one per update, the load
+line, the tables at the end -- drown in it.  So each known source of noise
+is silenced where it starts:
+
+- third-party *loggers* that warn about things no user can act on
+  (bitsandbytes' optional ``kernels`` package, its int8 casts) are raised to
+  ERROR, so their real errors still show;
+- *warnings* are filtered by category and message (or module), never all of
+  a category: an unexpected warning still shows;
+- *progress bars* (transformers' "Loading weights", "Writing model shards",
+  tqdm bars of GGUF conversion, datasets, the hub) are off: across nodes they
+  interleave into garbage;
+- *environment variables* that libraries read at import, or that Ray's driver
+  reads when it starts, are set for this process and inherited by every
+  process it starts (the SuperLink, the simulation, Ray's actors); ones the
+  user set are kept.
+
+``FEDMOE_LOG_LEVEL=DEBUG`` (or ``setup_logging(verbose=True)``, the future
+``--verbose``) shows everything: no filter, no level raised, bars on, and the
+setting is passed on to child processes.
 """
 
 from __future__ import annotations
@@ -13,34 +31,98 @@ import sys
 import warnings
 
 LOGGERS = ("fedmoe", "fedmoe_flwr")  # the apps' logger and the library's module loggers
+LEVEL_ENV = "FEDMOE_LOG_LEVEL"  # DEBUG | INFO | WARNING | ERROR for our loggers; DEBUG: all
+NOISY_LOGGERS = ("bitsandbytes", "accelerate", "peft", "datasets", "huggingface_hub",
+                 "transformers", "torch.distributed", "filelock")
+QUIET_ENV = {
+    "TOKENIZERS_PARALLELISM": "false",  # tokenizers' fork warning in every actor
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",  # before transformers is imported (a child process)
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "TQDM_DISABLE": "1",  # bars made with plain tqdm (GGUF conversion): read at tqdm's import
+    "RAY_DEDUP_LOGS": "0",  # every node's line in full, without Ray's dedup hint
+}
+# (category, message regex) of warnings that say nothing a user of this project can act on.
+QUIET_WARNINGS = (
+    (FutureWarning, r"`is_gradient_checkpointing` is deprecated"),  # peft calls it
+    (DeprecationWarning, r"`torch\.jit\.\w+` is (deprecated|not supported)"),  # bnb, peft
+    (FutureWarning, r"`torch\.jit\.\w+` is (deprecated|not supported)"),
+    (Warning, r".*Ray will no longer override"),
+)
 
 
-def setup_logging(level: int = logging.INFO) -> None:
-    """Configure the ``fedmoe`` loggers once per process."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+def log_level(verbose: bool = False) -> int:
+    """Our loggers' level: DEBUG when verbose, else ``$FEDMOE_LOG_LEVEL`` (default INFO)."""
+    if verbose:
+        return logging.DEBUG
+    name = os.environ.get(LEVEL_ENV, "INFO").strip().upper()
+    level = logging.getLevelName(name)
+    return level if isinstance(level, int) else logging.INFO
+
+
+class _CurrentStdout(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is when a line is logged, not when set up.
+
+    ``fedmoe``'s ``main()`` sets logging up on every call; in a process that swaps
+    ``sys.stdout`` (a test's capture, a notebook) a handler bound to the first stream
+    would write to a closed one.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stdout
+        super().emit(record)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Configure this process's logging once: our lines on stdout, known noise silenced.
+
+    Safe to call more than once (handlers are added once).  Call it before the
+    heavy libraries are imported where possible: what they read at import
+    (``QUIET_ENV``) only takes effect then, and always in child processes.
+    """
+    if verbose:
+        os.environ[LEVEL_ENV] = "DEBUG"  # the SuperLink, the simulation and the actors too
+    level = log_level(verbose)
     for name in LOGGERS:
         logger = logging.getLogger(name)
         if not logger.handlers:
-            handler = logging.StreamHandler(sys.stdout)
+            handler = _CurrentStdout()
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
                                                    datefmt="%H:%M:%S"))
             logger.addHandler(handler)
-            logger.setLevel(level)
             logger.propagate = False
-    try:
-        import datasets
+        logger.setLevel(level)
+    if level > logging.DEBUG:
+        quiet_third_party()
 
+
+def quiet_third_party() -> None:
+    """Silence the known noise of the libraries at its source (see the module docstring)."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for category, message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    warnings.filterwarnings("ignore", module="bitsandbytes")  # its own cast and dtype notes
+    _progress_bars_off()
+
+
+def _progress_bars_off() -> None:
+    """The libraries' own switches, for those this process imported before ``QUIET_ENV`` was set.
+
+    Ones not imported yet read ``QUIET_ENV`` when they are; nothing is imported
+    here (the ServerApp never loads transformers or torch).
+    """
+    hub = sys.modules.get("huggingface_hub.utils")
+    if hub is not None:
+        hub.disable_progress_bars()
+    if "datasets" in sys.modules:
+        datasets = sys.modules["datasets"]
         datasets.disable_progress_bars()
         datasets.logging.set_verbosity_error()
-    except ImportError:  # pragma: no cover - datasets is a hard dependency
-        pass
-    try:
-        import transformers
-
-        transformers.utils.logging.disable_progress_bar()
-        transformers.utils.logging.set_verbosity_error()
-    except ImportError:  # pragma: no cover
-        pass
-    warnings.filterwarnings("ignore", module="bitsandbytes")
-    warnings.filterwarnings("ignore", message=".*Ray will no longer override.*")
+    if "transformers.utils.logging" in sys.modules:
+        tf_logging = sys.modules["transformers.utils.logging"]
+        tf_logging.disable_progress_bar()
+        tf_logging.set_verbosity_error()

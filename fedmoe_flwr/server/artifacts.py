@@ -14,6 +14,13 @@ Each adapter directory is a symlink to an immutable versioned directory under
 swapped with one ``os.replace``.  A crash mid-write therefore leaves the
 previous checkpoint in place and loadable, and a reader (``fedmoe experts``
 during a run) never sees half an adapter.
+
+Where the OS refuses symlinks (Windows without developer mode), or when
+``FEDMOE_NO_SYMLINKS=1`` asks for it, each link is a *pointer file* instead:
+``experts/<specialty>.ref``, ``gateway.ref`` and ``<output-dir>/latest.ref``
+hold the target's path relative to their directory (``.versions/gateway-v000003``,
+the run name), replaced atomically like the links.  Every reader goes through
+:func:`fedmoe_flwr.server.rundir.follow`, which takes either.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ from fedmoe_flwr.lora import adapter_config
 from fedmoe_flwr.weights import Weights, weights_checksum
 
 STOP_FILE = "STOP"  # ``fedmoe stop`` writes it; the server loop ends the run gracefully
+POINTER_SUFFIX = ".ref"  # symlink-free mode: ``<link>.ref`` names what ``<link>`` would point at
+NO_SYMLINKS_ENV = "FEDMOE_NO_SYMLINKS"  # "1": pointer files even where symlinks work (tests)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -57,6 +66,46 @@ def atomic_symlink(target: str, link: Path) -> None:
     tmp = link.with_name(f".{link.name}.{os.getpid()}.{time.monotonic_ns()}")
     os.symlink(target, tmp)
     os.replace(tmp, link)
+
+
+def pointer_file(link: Path) -> Path:
+    """Where the symlink-free mode records what ``link`` points at (``<link>.ref``)."""
+    return link.with_name(link.name + POINTER_SUFFIX)
+
+
+def symlinks_allowed(directory: Path) -> bool:
+    """Whether links can be made in ``directory``: not when forced off, nor where the OS refuses.
+
+    Probed once per run directory with a real ``os.symlink``, because Windows
+    refuses it only at run time (no developer mode, no privilege), with an OSError.
+    """
+    if os.environ.get(NO_SYMLINKS_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    probe = directory / f".symlink-probe.{os.getpid()}.{time.monotonic_ns()}"
+    try:
+        os.symlink(".", probe)
+    except (OSError, NotImplementedError):
+        return False
+    probe.unlink()
+    return True
+
+
+def point(link: Path, target: str, symlinks: bool) -> None:
+    """Publish ``link -> target`` atomically: a symlink, or the pointer file ``<link>.ref``.
+
+    Whichever form is written, a stale one of the other form is removed, so a
+    reader never has two answers to choose from.
+    """
+    if symlinks:
+        atomic_symlink(target, link)
+        pointer_file(link).unlink(missing_ok=True)
+        return
+    if link.is_symlink():
+        link.unlink()
+    elif link.exists():
+        raise FileExistsError(f"{link} exists and is not a checkpoint link; refusing to "
+                              f"shadow it with {pointer_file(link).name}")
+    atomic_write_text(pointer_file(link), Path(target).as_posix() + "\n")
 
 
 def write_peft_adapter(directory: Path, weights: Weights, model_cfg: ModelConfig,
@@ -101,9 +150,10 @@ class RunDirectory:
             raise ConfigError(f"cannot create the run directory {self.root} (run.output-dir): "
                               f"{err.strerror}") from None
         self.events = EventLog(self.root / "metrics.jsonl")
+        self.symlinks = symlinks_allowed(self.root)  # else pointer files (module docstring)
         latest = self.root.parent / "latest"
         if latest.is_symlink() or not latest.exists():
-            atomic_symlink(run_name, latest)
+            point(latest, run_name, self.symlinks)
 
     def save_adapter(self, relpath: str, weights: Weights, version: int,
                      meta: dict[str, Any], rank: int = 0, alpha: int = 0) -> Path:
@@ -127,7 +177,7 @@ class RunDirectory:
         if link.exists() and not link.is_symlink():
             raise FileExistsError(f"{link} exists and is not a checkpoint link; refusing to "
                                   f"overwrite it")
-        atomic_symlink(os.path.relpath(final, link.parent), link)
+        point(link, os.path.relpath(final, link.parent), self.symlinks)
         if self.keep_versions:
             for old in sorted(versions.glob(f"{link.name}-v*"))[:-self.keep_versions]:
                 shutil.rmtree(old, ignore_errors=True)

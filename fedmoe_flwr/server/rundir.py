@@ -3,7 +3,10 @@
 The writer (:mod:`fedmoe_flwr.server.artifacts`) swaps each adapter's symlink
 atomically, so a reader that resolves the link once and reads from the
 immutable version directory it points to always sees one complete
-checkpoint, even while the run is still writing newer ones.
+checkpoint, even while the run is still writing newer ones.  Where the writer
+could not make symlinks it writes pointer files (``experts/<specialty>.ref``,
+``gateway.ref``, ``latest.ref``) instead; :func:`follow` reads either form, and
+every reader here goes through it.
 
 Opening a :class:`RunView` checks the whole run first (every adapter's
 ``meta.json`` and ``adapter_config.json`` fields, its weights against the
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fedmoe_flwr.contract import GATEWAY
-from fedmoe_flwr.server.artifacts import load_adapter_weights
+from fedmoe_flwr.server.artifacts import POINTER_SUFFIX, load_adapter_weights, pointer_file
 from fedmoe_flwr.weights import Weights, all_finite, weights_checksum
 
 DEFAULT_RUN_DIR = Path("outputs") / "latest"
@@ -38,6 +41,42 @@ def _field(path: Path, obj: dict[str, Any], key: str, ok: Any, want: str) -> Any
         raise RunDirError(f"{path} is damaged: field {key!r} must be {want}, got "
                           f"{str(value)[:60]!r}")
     return value
+
+
+def follow(link: Path) -> Path | None:
+    """The directory ``link`` stands for: through a symlink, or through ``<link>.ref``.
+
+    None when neither exists.  A pointer file must hold a relative path without
+    ``..`` (what the writer puts there), so an edited one cannot send a reader
+    outside the directory it lives in.
+    """
+    if link.exists():  # a symlink (or a real directory): the OS follows it
+        return link.resolve()
+    ref = pointer_file(link)
+    if link.is_symlink() or not ref.is_file():
+        return None  # a dangling symlink, or nothing at all
+    try:
+        target = ref.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise RunDirError(f"{ref} is damaged ({type(err).__name__})") from None
+    parts = Path(target).parts
+    if not target or Path(target).is_absolute() or ".." in parts or "\\" in target:
+        raise RunDirError(f"{ref} is damaged: it must hold a relative path inside "
+                          f"{ref.parent}, got {target[:60]!r}")
+    return (link.parent / target).resolve()
+
+
+def checkpoint_names(directory: Path) -> list[str]:
+    """Checkpoint names in ``directory``: links or directories, and ``<name>.ref`` pointers."""
+    names = set()
+    for entry in directory.iterdir():
+        if entry.name.startswith("."):
+            continue  # the writer's versions and temporary directories
+        if entry.name.endswith(POINTER_SUFFIX) and entry.is_file():
+            names.add(entry.name[:-len(POINTER_SUFFIX)])
+        else:
+            names.add(entry.name)
+    return sorted(names)
 
 
 def _whole(v: Any) -> bool:
@@ -105,11 +144,12 @@ class RunView:
 
     def __init__(self, path: str | Path | None = None, *, check: bool = True) -> None:
         given = Path(path) if path else DEFAULT_RUN_DIR
-        if not given.exists():
+        root = follow(given)  # outputs/latest: a symlink or outputs/latest.ref
+        if root is None or not root.is_dir():
             hint = ("start a run first, or pass RUN_DIR" if not path
                     else "check the path (run directories are under run.output-dir)")
             raise RunDirError(f"run directory {given} does not exist; {hint}")
-        self.root = given.resolve()
+        self.root = root
         if not self._links():
             raise RunDirError(f"{self.root} has no checkpoint yet (no experts/<specialty>/ or "
                               f"gateway/ adapter); is it a run directory, and has the run "
@@ -129,16 +169,17 @@ class RunView:
         links = {}
         experts = self.root / "experts"
         if experts.is_dir():
-            for link in sorted(experts.iterdir()):
-                if link.name.startswith("."):
-                    continue  # the writer's versions and temporary directories
-                if not (link / "meta.json").exists():
+            for name in checkpoint_names(experts):
+                link = experts / name
+                target = follow(link)
+                if target is None or not (target / "meta.json").exists():
                     raise RunDirError(f"{link} has no meta.json: the checkpoint is damaged "
                                       f"(or not written by fedmoe)")
-                links[link.name] = ("expert", link)
+                links[name] = ("expert", link)
         gateway = self.root / GATEWAY
-        if gateway.exists() or gateway.is_symlink():
-            if not (gateway / "meta.json").exists():
+        if gateway.exists() or gateway.is_symlink() or pointer_file(gateway).is_file():
+            target = follow(gateway)
+            if target is None or not (target / "meta.json").exists():
                 raise RunDirError(f"{gateway} has no meta.json: the checkpoint is damaged")
             links[GATEWAY] = ("gateway", gateway)
         return links
@@ -155,7 +196,9 @@ class RunView:
                               f"{', '.join(links) or 'none yet'}")
         kind, link = links[name]
         for _ in range(3):  # the writer may prune the version we resolved: resolve again
-            path = link.resolve()
+            path = follow(link)
+            if path is None:
+                continue
             try:
                 meta = _json(path / "meta.json")
                 config = _json(path / "adapter_config.json")

@@ -12,6 +12,8 @@
     fedmoe route-eval [RUN_DIR] FILE.jsonl ...   # accuracy + confusion matrix per router
     fedmoe score [RUN_DIR] FILE.jsonl ...        # loss of base, experts, gateway per file
     fedmoe evaluate [RUN_DIR] TASKS.jsonl ... [--model NAME]  # pass rates by running the code
+    fedmoe serve   [RUN_DIR] [--port P] [--upstream URL]  # OpenAI-compatible API, batched
+    fedmoe console [RUN_DIR] [--port P]          # a live web page of the run
 
 ``RUN_DIR`` defaults to ``outputs/latest`` and may belong to a run that is
 still training: every command reads the last complete checkpoint.  Errors
@@ -32,6 +34,7 @@ from rich.table import Table
 
 from fedmoe_flwr.config import ROUTER_COMBINE, ConfigError
 from fedmoe_flwr.execution.tasks import TaskError
+from fedmoe_flwr.logs import setup_logging
 from fedmoe_flwr.routing import router_names
 from fedmoe_flwr.server.artifacts import STOP_FILE
 from fedmoe_flwr.server.rundir import RunDirError, RunView
@@ -42,7 +45,19 @@ from fedmoe_flwr.tools.export import (
     export_adapter,
     export_run,
 )
-from fedmoe_flwr.tools.limits import check_generation, check_text
+from fedmoe_flwr.tools.limits import SettingError, check_text
+from fedmoe_flwr.tools.limits import check_generation as _check_generation
+
+_FLAGS = {"max_new_tokens": "--max-new-tokens", "temperature": "--temperature", "seed": "--seed"}
+
+
+def check_generation(max_new_tokens: object, temperature: object, seed: object) -> None:
+    """The generation limits shared with ``serve``, the error naming the flag typed."""
+    try:
+        _check_generation(max_new_tokens, temperature, seed)
+    except SettingError as err:
+        flag = _FLAGS.get(err.setting, err.setting)
+        raise ConfigError(str(err).replace(err.setting, flag, 1)) from None
 
 
 def _size(n: int) -> str:
@@ -230,7 +245,7 @@ def cmd_stop(run: RunView, console: Console) -> None:
 
 
 def _passthrough_parsers(sub: argparse._SubParsersAction) -> None:
-    """``run`` and ``deploy`` in the help: main() hands their arguments on unparsed."""
+    """``run``, ``deploy``, ``console`` in the help: main() hands their arguments on unparsed."""
     p = sub.add_parser("run", help="a Flower simulation of the app in the working directory "
                        "(own SuperLink, stopped at the end); args go to flwr run",
                        add_help=False)
@@ -240,6 +255,10 @@ def _passthrough_parsers(sub: argparse._SubParsersAction) -> None:
                        "superlink, supernode, submit, status, stop-all", add_help=False)
     p.add_argument("deploy_args", nargs=argparse.REMAINDER,
                    help="SUBCOMMAND [arguments] (fedmoe deploy --help)")
+    p = sub.add_parser("console", help="a live web page of a run: nodes, experts, gateway, "
+                       "load, rejected updates (fedmoe console --help)", add_help=False)
+    p.add_argument("console_args", nargs=argparse.REMAINDER,
+                   help="[RUN_DIR] [--host H] [--port P] [--api-key KEY]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,12 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--combine", choices=ROUTER_COMBINE, default=None,
                    help="several experts: mix (one merged adapter) or stitch (one answer each)")
     _router_args(p)
-    p = sub.add_parser("serve", help="serve the experts: OpenAI-compatible API + expert API")
-    p.add_argument("run_dir", nargs="?", help="run directory (default: outputs/latest)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--api-key", default=None,
-                   help="require 'Authorization: Bearer KEY' (default: $FEDMOE_API_KEY)")
+    _serve_args(sub.add_parser("serve", help="serve the experts: OpenAI-compatible API + "
+                                              "expert API"))
     p = sub.add_parser("score", help="loss of base, experts and gateway on JSONL files")
     p.add_argument("items", nargs="+", metavar="[RUN_DIR] FILE.jsonl")
     p = sub.add_parser("evaluate", help="run the code each adapter writes: pass rates on "
@@ -295,6 +310,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("items", nargs="+", metavar="[RUN_DIR] FILE.jsonl")
     _router_args(p, every=True)
     return ap
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", nargs="?", help="run directory (default: outputs/latest)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=None,
+                   help="require 'Authorization: Bearer KEY' (default: $FEDMOE_API_KEY)")
+    p.add_argument("--max-batch", type=int, default=16,
+                   help="requests generated together (1 = one at a time)")
+    p.add_argument("--max-queue", type=int, default=64,
+                   help="requests that may wait; one more is answered 503")
+    p.add_argument("--batch-window-ms", type=float, default=5.0,
+                   help="how long the free model waits for more requests to batch")
+    p.add_argument("--upstream", default=None, metavar="URL",
+                   help="forward generation to this OpenAI-compatible server (vLLM, SGLang, "
+                        "LoRAX, fedmoe serve) serving the run's adapters by name")
+    p.add_argument("--upstream-key", default=None,
+                   help="the upstream's bearer key (default: $FEDMOE_UPSTREAM_KEY)")
+    p.add_argument("--upstream-timeout", type=float, default=120.0,
+                   help="seconds the upstream may take to answer (then 504)")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    """Serve the run: generate here (batched), or route and forward to ``--upstream``."""
+    from fedmoe_flwr.tools.proxy import check_upstream
+    from fedmoe_flwr.tools.serve import check_batching, check_server_settings
+    from fedmoe_flwr.tools.serve_http import serve, serve_proxy
+
+    key = args.api_key if args.api_key is not None else os.environ.get("FEDMOE_API_KEY")
+    check_server_settings(args.port, key)  # before the run is read or a model loaded
+    if args.upstream is not None:
+        up_key = args.upstream_key if args.upstream_key is not None else \
+            os.environ.get("FEDMOE_UPSTREAM_KEY")
+        base = check_upstream(args.upstream, up_key, args.upstream_timeout)
+        serve_proxy(RunView(args.run_dir), args.host, args.port, key, base, up_key,
+                    args.upstream_timeout)
+        return
+    check_batching(args.max_batch, args.max_queue, args.batch_window_ms)
+    serve(RunView(args.run_dir), args.host, args.port, key, max_batch=args.max_batch,
+          max_queue=args.max_queue, window_ms=args.batch_window_ms)
 
 
 def _router_args(p: argparse.ArgumentParser, every: bool = False) -> None:
@@ -327,9 +383,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``fedmoe`` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _passthrough(argv: list[str]) -> int | None:
+    """Run ``console``, ``run`` or ``deploy`` (their own parsers); None for any other command."""
+    if argv[:1] == ["console"]:  # reads only the run directory: no model, no torch import
+        from fedmoe_flwr.tools.console import console_main
+
+        return console_main(argv[1:])
     if argv[:1] == ["run"]:  # every other argument belongs to `flwr run`: no parsing here
         from fedmoe_flwr.tools.run import simulate
 
@@ -342,8 +401,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from fedmoe_flwr.tools.deploy import main as deploy
 
         return deploy(argv[1:])
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fedmoe`` console script (``fedmoe --verbose CMD``: every log line)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = argv[:1] == ["--verbose"]
+    argv = argv[1:] if verbose else argv
+    setup_logging(verbose)  # before a library that reads its switches at import is imported
+    code = _passthrough(argv)
+    if code is not None:
+        return code
     args = parse_args(argv)
-    console = Console(width=120)
+    # Tables fit 120 columns; lines of text are never broken (a path or an adapter name cut
+    # in two cannot be pasted or grepped): the terminal wraps them.
+    console = Console(width=120, soft_wrap=True)
     try:
         if args.command == "experts":
             cmd_experts(RunView(args.run_dir), console)
@@ -367,12 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 console.print(f"  vLLM serves LoRA ranks up to 16 by default: start it with "
                               f"--max-lora-rank {flag}")
         elif args.command == "serve":
-            from fedmoe_flwr.tools.serve import check_server_settings
-            from fedmoe_flwr.tools.serve_http import serve
-
-            key = args.api_key if args.api_key is not None else os.environ.get("FEDMOE_API_KEY")
-            check_server_settings(args.port, key)  # before the run is read or a model loaded
-            serve(RunView(args.run_dir), args.host, args.port, key)
+            cmd_serve(args)
         elif args.command == "stop":
             cmd_stop(RunView(args.run_dir), console)
         elif args.command == "ask":

@@ -10,25 +10,28 @@
   ``.../weights?format=peft`` (a zip of the PEFT adapter directory) or ``format=npz``
   (as ``fedmoe export`` writes it).  Training updates never come in over HTTP.
 
-Served live from the run's last complete checkpoints: every request first loads expert
-versions newer than those in memory (atomic symlink swaps, checksums verified).  One
-model in memory serves every request, one generation at a time (a lock).  Safe by
-default: binds 127.0.0.1; with ``--api-key`` (or ``FEDMOE_API_KEY``) every route but
-``/health`` needs ``Authorization: Bearer KEY``; adapter names are looked up in the run,
-never joined into paths; request bodies and ``max_tokens`` are bounded.
+Served live from the run's last complete checkpoints: before each batch the server loads
+expert versions newer than those in memory (atomic symlink swaps, checksums verified).
+One model in memory serves every request: requests that arrive together are generated
+together, each row with its own adapter (:mod:`fedmoe_flwr.tools.batching`; at most
+``--max-batch`` rows, ``--max-queue`` waiting, one more is a 503).  With ``--upstream``
+generation is forwarded instead (:mod:`fedmoe_flwr.tools.proxy`).  Safe by default:
+binds 127.0.0.1; with ``--api-key`` (or ``FEDMOE_API_KEY``) every route but ``/health``
+needs ``Authorization: Bearer KEY``; adapter names are looked up in the run, never joined
+into paths; request bodies and ``max_tokens`` are bounded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import io
 import json
 import tempfile
-import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -125,21 +128,34 @@ def _text_or_empty(value: Any, i: int) -> str:
     return check_text(value, f"messages[{i}].content")
 
 
-class ServedRun:
-    """The run's model with every expert, refreshed before each request, one user at a time."""
+def model_names(run: RunView) -> list[str]:
+    """What a request may name: ``auto``, the experts, and the gateway when the run has one."""
+    names = run.names()
+    return ["auto", *[n for n in names if n != GATEWAY], *([GATEWAY] if GATEWAY in names
+                                                            else [])]
 
-    def __init__(self, run: RunView) -> None:
+
+class ServedRun:
+    """The run's model with every expert, and the generation thread every request goes through.
+
+    Requests queue (at most ``max_queue``); the thread generates up to
+    ``max_batch`` of them together (:mod:`fedmoe_flwr.tools.batching`), after
+    loading expert versions newer than those in memory.
+    """
+
+    def __init__(self, run: RunView, *, max_batch: int = 16, max_queue: int = 64,
+                 window_ms: float = 5.0) -> None:
+        from fedmoe_flwr.tools.batching import Batcher
         from fedmoe_flwr.tools.inference import Assistant, run_app_config
 
         self.run = run
-        self.lock = threading.Lock()
         self.assistant = Assistant(run, run_app_config(run))
+        self.batcher = Batcher(self.assistant, self.route, max_batch=max_batch,
+                               max_queue=max_queue, window=window_ms / 1000)
 
     def models(self) -> list[str]:
         """``auto``, the experts, and the gateway when the run has one."""
-        names = self.run.names()
-        return ["auto", *[n for n in names if n != GATEWAY], *([GATEWAY] if GATEWAY in names
-                                                                else [])]
+        return model_names(self.run)
 
     def route(self, req: ChatRequest) -> Route:
         """The experts a request uses: routed for ``auto``, else the one it names."""
@@ -149,23 +165,59 @@ class ServedRun:
             return Route([], {}, {}, "explicit")
         return Route([req.model], {req.model: 1.0}, {}, "explicit")
 
-    def check(self, req: ChatRequest) -> None:
-        """Refuse (400) a conversation the model cannot read whole with room for the answer."""
+    def check(self, req: ChatRequest) -> list[int]:
+        """The prompt's token ids; 400 for a conversation that does not fit with its answer."""
         try:
-            self.assistant.encode_chat(req.messages, req.max_tokens)
+            return self.assistant.encode_chat(req.messages, req.max_tokens)[0].tolist()
         except SettingError as err:
             raise ApiError(400, str(err), param="messages") from None
 
-    def complete(self, req: ChatRequest, streamer: Any = None) -> Any:
-        """Generate one answer (call with ``self.lock`` held)."""
-        self.assistant.refresh()
-        return self.assistant.ask(req.prompt, max_new_tokens=req.max_tokens,
-                                  temperature=req.temperature, seed=req.seed,
-                                  route=self.route(req), streamer=streamer,
-                                  conversation=req.messages)
+    def submit(self, req: ChatRequest, ids: list[int], reply: Reply) -> Any:
+        """Queue a request for generation; 503 when the queue is full."""
+        from fedmoe_flwr.tools.batching import Job, Overloaded
+
+        job = Job(req, ids, reply.emit)
+        try:
+            self.batcher.submit(job)
+        except Overloaded as err:
+            raise ApiError(503, str(err), "server_error") from None
+        return job
 
 
-def completion_body(req: ChatRequest, answer: Any, versions: dict[str, int]) -> dict[str, Any]:
+class Reply:
+    """A job's events, carried from the generation thread to the request's event loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def emit(self, kind: str, value: Any) -> None:
+        """Called by the generation thread (thread-safe)."""
+        self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, value))
+
+    async def answer(self) -> tuple[Any, dict[str, int], int]:
+        """``(Answer, versions, rows batched)``; the failure as an :class:`ApiError`."""
+        while True:
+            kind, value = await self.events.get()
+            if kind == "done":
+                return value
+            if kind == "error":
+                raise failure(value)
+
+
+def failure(err: BaseException) -> Exception:
+    """A generation error as the client sees it (run directory errors keep their handler)."""
+    from fedmoe_flwr.server.rundir import RunDirError
+
+    if isinstance(err, (ApiError, RunDirError)):
+        return err
+    if isinstance(err, SettingError):
+        return ApiError(400, str(err), param=err.setting)
+    return ApiError(500, f"generation failed: {type(err).__name__}: {err}", "server_error")
+
+
+def completion_body(req: ChatRequest, answer: Any, versions: dict[str, int],
+                    rows: int = 1) -> dict[str, Any]:
     """An OpenAI ``chat.completion`` object, plus the experts and versions used."""
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
@@ -175,15 +227,17 @@ def completion_body(req: ChatRequest, answer: Any, versions: dict[str, int]) -> 
         "usage": {"prompt_tokens": answer.prompt_tokens,
                   "completion_tokens": answer.completion_tokens,
                   "total_tokens": answer.prompt_tokens + answer.completion_tokens},
-        "fedmoe": _used(answer, versions, len(req.messages)),
+        "fedmoe": _used(answer, versions, len(req.messages), rows),
     }
 
 
-def _used(answer: Any, versions: dict[str, int], messages: int = 1) -> dict[str, Any]:
+def _used(answer: Any, versions: dict[str, int], messages: int = 1,
+          rows: int = 1) -> dict[str, Any]:
     return {"experts": answer.route.experts, "weights": answer.route.weights,
             "adapter": answer.adapter, "router": answer.route.method,
             "versions": {n: versions[n] for n in answer.route.experts if n in versions},
-            "messages_used": messages, "routed_on": "the last user message"}
+            "messages_used": messages, "routed_on": "the last user message",
+            "batch_rows": rows}
 
 
 def _chunk(cid: str, req: ChatRequest, delta: dict, finish: str | None = None,
@@ -194,41 +248,35 @@ def _chunk(cid: str, req: ChatRequest, delta: dict, finish: str | None = None,
     return f"data: {json.dumps(body)}\n\n"
 
 
-def stream_completion(served: ServedRun, req: ChatRequest) -> Iterator[str]:
-    """Server-sent events: a role chunk, content chunks as tokens come, a final chunk."""
-    from transformers import TextIteratorStreamer
+async def stream_completion(req: ChatRequest, job: Any, reply: Reply) -> AsyncIterator[str]:
+    """Server-sent events: a role chunk, content chunks as tokens come, a final chunk.
 
+    A client that leaves mid-answer cancels its job: its row stops at the next step.
+    """
     cid = f"chatcmpl-{uuid.uuid4().hex}"
-    tok = served.assistant.loaded.tokenizer
-    streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
-    result: dict[str, Any] = {}
-
-    def work() -> None:
-        with served.lock:
-            try:
-                result["answer"] = served.complete(req, streamer)
-            except Exception as err:  # reported in the stream; the server keeps serving
-                result["error"] = err
-                streamer.end()
-            result["versions"] = dict(served.assistant.versions)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    yield _chunk(cid, req, {"role": "assistant", "content": ""})
-    for piece in streamer:
-        if piece:
-            yield _chunk(cid, req, {"content": piece})
-    thread.join()
-    if "error" in result:
-        yield f"data: {json.dumps(ApiError(500, str(result['error']), 'server_error').body())}\n\n"
-    else:
-        answer = result["answer"]
-        yield _chunk(cid, req, {}, answer.finish_reason, {
-            "usage": {"prompt_tokens": answer.prompt_tokens,
-                      "completion_tokens": answer.completion_tokens,
-                      "total_tokens": answer.prompt_tokens + answer.completion_tokens},
-            "fedmoe": _used(answer, result["versions"], len(req.messages))})
-    yield "data: [DONE]\n\n"
+    try:
+        yield _chunk(cid, req, {"role": "assistant", "content": ""})
+        while True:
+            kind, value = await reply.events.get()
+            if kind == "text":
+                yield _chunk(cid, req, {"content": value})
+                continue
+            if kind == "error":
+                err = failure(value)
+                body = err.body() if isinstance(err, ApiError) else \
+                    ApiError(500, str(err), "server_error").body()
+                yield f"data: {json.dumps(body)}\n\n"
+                break
+            answer, versions, rows = value
+            yield _chunk(cid, req, {}, answer.finish_reason, {
+                "usage": {"prompt_tokens": answer.prompt_tokens,
+                          "completion_tokens": answer.completion_tokens,
+                          "total_tokens": answer.prompt_tokens + answer.completion_tokens},
+                "fedmoe": _used(answer, versions, len(req.messages), rows)})
+            break
+        yield "data: [DONE]\n\n"
+    finally:
+        job.cancelled = True  # no-op once answered; stops the row of a client that left
 
 
 def adapter_info(run: RunView, name: str) -> dict[str, Any]:
@@ -299,6 +347,23 @@ def check_server_settings(port: int, api_key: str | None) -> None:
         raise ConfigError("the API key (--api-key / FEDMOE_API_KEY) must be printable text "
                           "without spaces: a client sends it as 'Authorization: Bearer KEY', "
                           "which cannot carry surrounding spaces")
+
+
+MAX_BATCH, MAX_QUEUE, MAX_WINDOW_MS = 256, 4096, 1000.0
+
+
+def check_batching(max_batch: int, max_queue: int, window_ms: float) -> None:
+    """Refuse at start-up batching settings that make no sense (before the model loads)."""
+    from fedmoe_flwr.config import ConfigError
+
+    for flag, value, hi in (("--max-batch", max_batch, MAX_BATCH),
+                            ("--max-queue", max_queue, MAX_QUEUE)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
+            raise ConfigError(f"{flag} must be a whole number in [1, {hi}], got {value!r}")
+    if not isinstance(window_ms, (int, float)) or isinstance(window_ms, bool) \
+            or not 0 <= window_ms <= MAX_WINDOW_MS:
+        raise ConfigError(f"--batch-window-ms must be in [0, {MAX_WINDOW_MS:g}] "
+                          f"milliseconds, got {window_ms!r}")
 
 
 def check_key(api_key: str | None, header: str | None) -> None:

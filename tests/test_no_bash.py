@@ -1,0 +1,137 @@
+"""Runs without bash and without symlinks: pointer files where the OS refuses links.
+
+The fast tests write run directories in the symlink-free mode (``FEDMOE_NO_SYMLINKS=1``,
+or ``os.symlink`` failing as on Windows without developer mode) and read them back with
+every reader: ``RunView``, the CLI, exports and resume.  The slow one runs the real
+simulation with ``PATH`` reduced to the virtual environment (no bash, no coreutils).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fedmoe_flwr.config import parse_run_config
+from fedmoe_flwr.server import artifacts
+from fedmoe_flwr.server.artifacts import RunDirectory, point, pointer_file
+from fedmoe_flwr.server.rundir import RunDirError, RunView, follow
+from fedmoe_flwr.tools.cli import main
+from tests.fake_grid import INIT, make_node, run
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _links(root: Path) -> list[str]:
+    return [str(Path(d) / n) for d, dirs, files in os.walk(root) for n in dirs + files
+            if (Path(d) / n).is_symlink()]
+
+
+@pytest.fixture()
+def no_symlinks(monkeypatch):
+    monkeypatch.setenv("FEDMOE_NO_SYMLINKS", "1")
+
+
+def test_pointer_mode_writes_no_symlink_and_every_reader_follows(tmp_path, no_symlinks,
+                                                                 capsys):
+    nodes = {1: make_node("python_expert"), 2: make_node("sql_expert", delay=2)}
+    _, summary, _ = run(tmp_path, nodes, **{"run.max-updates": 6})
+    assert _links(tmp_path) == []
+    assert (tmp_path / "latest.ref").read_text() == "run\n"
+    ref = (tmp_path / "run" / "experts" / "python_expert.ref").read_text().strip()
+    assert ref == f".versions/python_expert-v{summary['experts']['python_expert']['version']:06d}"
+    view = RunView(tmp_path / "latest")
+    assert view.root == (tmp_path / "run").resolve()
+    assert view.names() == ["python_expert", "sql_expert", "gateway"]
+    assert {e.name: e.version for e in view.experts()} == {
+        s: e["version"] for s, e in summary["experts"].items()}
+    assert main(["experts", str(tmp_path / "latest")]) == 0
+    assert main(["export", str(tmp_path / "latest"), "--adapter", "gateway", "--out",
+                 str(tmp_path / "gw")]) == 0
+    assert (tmp_path / "gw" / "adapter_model.safetensors").is_file()
+    assert "run finished" in capsys.readouterr().out
+
+
+def test_resume_from_a_pointer_mode_run(tmp_path, no_symlinks):
+    nodes = {1: make_node("python_expert"), 2: make_node("sql_expert")}
+    _, first, _ = run(tmp_path / "a", nodes, **{"run.max-updates": 4})
+    _, second, events = run(tmp_path / "b", nodes, **{"run.max-updates": 2,
+                                                      "run.resume-from": str(tmp_path / "a" /
+                                                                             "latest")})
+    resumed = next(e for e in events if e["event"] == "resume")
+    assert resumed["versions"]["python_expert"] == first["experts"]["python_expert"]["version"]
+    assert sum(e["version"] for e in second["experts"].values()) == \
+        sum(e["version"] for e in first["experts"].values()) + 2
+
+
+def test_pointer_mode_is_chosen_when_the_os_refuses_symlinks(tmp_path, monkeypatch):
+    monkeypatch.delenv("FEDMOE_NO_SYMLINKS", raising=False)
+
+    def refuse(*_args, **_kwargs):
+        raise OSError(1314, "A required privilege is not held by the client")
+
+    monkeypatch.setattr(artifacts.os, "symlink", refuse)
+    out = RunDirectory(tmp_path, "r", parse_run_config({}).model, keep_versions=2)
+    try:
+        assert out.symlinks is False and (tmp_path / "latest.ref").is_file()
+        for version in range(1, 5):
+            out.save_adapter("experts/python_expert", INIT, version, {"version": version})
+        versions = sorted(p.name for p in (out.root / "experts" / ".versions").iterdir())
+        assert versions == ["python_expert-v000003", "python_expert-v000004"]  # pruned
+        assert RunView(tmp_path / "latest", check=False).adapter("python_expert").version == 4
+    finally:
+        out.close()
+
+
+def test_symlinks_are_used_where_they_work_and_replace_a_stale_pointer(tmp_path, monkeypatch):
+    monkeypatch.delenv("FEDMOE_NO_SYMLINKS", raising=False)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    point(tmp_path / "latest", "old", symlinks=False)
+    assert follow(tmp_path / "latest") == (tmp_path / "old").resolve()
+    point(tmp_path / "latest", "new", symlinks=True)
+    assert (tmp_path / "latest").is_symlink() and not pointer_file(tmp_path / "latest").exists()
+    point(tmp_path / "latest", "old", symlinks=False)  # and back: the link goes
+    assert not (tmp_path / "latest").is_symlink()
+    assert follow(tmp_path / "latest") == (tmp_path / "old").resolve()
+    assert artifacts.symlinks_allowed(tmp_path) is True
+
+
+@pytest.mark.parametrize("target", ["../../etc", "/etc", "", "a\\..\\b"])
+def test_a_damaged_pointer_is_refused_with_its_path(tmp_path, target):
+    (tmp_path / "latest.ref").write_text(target)
+    with pytest.raises(RunDirError, match=r"latest\.ref is damaged"):
+        RunView(tmp_path / "latest")
+
+
+@pytest.mark.slow
+def test_fedmoe_run_without_bash_or_symlinks(tmp_path):
+    env = {**os.environ, "PATH": str(BIN), "FEDMOE_NO_SYMLINKS": "1",
+           "FEDMOE_STATE": str(tmp_path / "state")}
+    for tool in ("bash", "sh", "ls", "env"):
+        assert not (BIN / tool).exists(), f"{tool} in {BIN}: PATH would still have it"
+    config = (f"run.duration=5 train.sync-interval=2 run.name='nobash' "
+              f"run.output-dir='{tmp_path / 'out'}' run.specialties='python_expert,sql_expert' "
+              f"sim.specialties='python_expert,sql_expert' "
+              f"sim.data-paths='data/python.jsonl,data/sql.jsonl' sim.speed-factors='1,1'")
+    fedmoe = str(BIN / "fedmoe")
+    proc = subprocess.run([fedmoe, "run", "--nodes", "2", "--run-config", config], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    out = tmp_path / "out"
+    assert _links(out) == [] and (out / "latest.ref").read_text().strip() == "nobash"
+    summary = json.loads((out / "nobash" / "summary.json").read_text())
+    assert set(summary["experts"]) == {"python_expert", "sql_expert"}
+    listed = subprocess.run([fedmoe, "experts", str(out / "latest")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0 and "run finished" in listed.stdout, listed.stderr
+    for args in (["--adapter", "python_expert", "--out", str(tmp_path / "peft")],
+                 ["--format", "vllm", "--out", str(tmp_path / "vllm")]):
+        exported = subprocess.run([fedmoe, "export", str(out / "latest"), *args], cwd=ROOT,
+                                  env=env, capture_output=True, text=True, timeout=300)
+        assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert (tmp_path / "peft" / "adapter_config.json").is_file()
+    assert _links(tmp_path / "vllm") == []
