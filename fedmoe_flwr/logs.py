@@ -61,37 +61,50 @@ def log_level(verbose: bool = False) -> int:
     return level if isinstance(level, int) else logging.INFO
 
 
-class _CurrentStdout(logging.StreamHandler):
-    """Writes to whatever ``sys.stdout`` is when a line is logged, not when set up.
+class _CurrentStream(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` (or ``sys.stderr``) is when a line is logged.
 
     ``fedmoe``'s ``main()`` sets logging up on every call; in a process that swaps
-    ``sys.stdout`` (a test's capture, a notebook) a handler bound to the first stream
+    the stream (a test's capture, a notebook) a handler bound to the first one
     would write to a closed one.
     """
 
+    def __init__(self, name: str) -> None:
+        super().__init__(getattr(sys, name))
+        self.name_of_stream = name
+
     def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stdout
+        self.stream = getattr(sys, self.name_of_stream)
         super().emit(record)
 
 
-def setup_logging(verbose: bool = False) -> None:
-    """Configure this process's logging once: our lines on stdout, known noise silenced.
+def setup_logging(verbose: bool = False, stream: str = "stdout") -> None:
+    """Configure this process's logging once: our lines on one stream, known noise silenced.
 
-    Safe to call more than once (handlers are added once).  Call it before the
-    heavy libraries are imported where possible: what they read at import
-    (``QUIET_ENV``) only takes effect then, and always in child processes.
+    The apps log to stdout (Flower shows a node's stdout as its log); the
+    ``fedmoe`` command logs to stderr so that what it prints on stdout -- an
+    answer, a table, a path -- can be piped or compared without timestamps.
+    Safe to call more than once (handlers are added once; the stream follows
+    the last call).  Call it before the heavy libraries are imported where
+    possible: what they read at import (``QUIET_ENV``) only takes effect then,
+    and always in child processes.
     """
+    if stream not in ("stdout", "stderr"):
+        raise ValueError(f"stream must be 'stdout' or 'stderr', got {stream!r}")
     if verbose:
         os.environ[LEVEL_ENV] = "DEBUG"  # the SuperLink, the simulation and the actors too
     level = log_level(verbose)
     for name in LOGGERS:
         logger = logging.getLogger(name)
+        ours = [h for h in logger.handlers if isinstance(h, _CurrentStream)]
         if not logger.handlers:
-            handler = _CurrentStdout()
+            handler = _CurrentStream(stream)
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
                                                    datefmt="%H:%M:%S"))
             logger.addHandler(handler)
             logger.propagate = False
+        for handler in ours:
+            handler.name_of_stream = stream
         logger.setLevel(level)
     if level > logging.DEBUG:
         quiet_third_party()

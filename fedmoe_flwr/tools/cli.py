@@ -409,7 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = argv[:1] == ["--verbose"]
     argv = argv[1:] if verbose else argv
-    setup_logging(verbose)  # before a library that reads its switches at import is imported
+    # Before a library that reads its switches at import is imported; stderr keeps stdout
+    # (answers, tables) clean for pipes.
+    setup_logging(verbose, stream="stderr")
     code = _passthrough(argv)
     if code is not None:
         return code
