@@ -46,7 +46,6 @@ from federation_runs import ROOT, publish
 
 FEDMOE = Path(sys.executable).parent / "fedmoe"
 REAL_RUN = ROOT / ".fedmoe" / "bench-real-model" / "experts"
-DOMAINS = {"python_expert": "python", "sql_expert": "sql", "docs_expert": "docs"}
 PROMPTS = [
     ("sql_expert", "Tables: orders(id, customer_id, amount). Write a SQL query that returns "
                    "the total amount per customer_id."),
@@ -62,56 +61,15 @@ PROMPTS = [
 ]
 
 
-def minimal_run(out: Path, model: str, scale: float) -> Path:
-    """A run directory made with the project's own code, without training.
-
-    Experts are the base model's LoRA with a seeded random ``B`` (``scale`` 0:
-    the base model itself), the gateway their cat merge, ``router.json`` the
-    n-gram counts of each domain's training prompts (as nodes send them).
-    """
-    import numpy as np
-
-    from fedmoe_flwr.config import parse_run_config
-    from fedmoe_flwr.merge.gateway import build_gateway
-    from fedmoe_flwr.node.adapters import get_adapter_weights
-    from fedmoe_flwr.node.model import load_base
-    from fedmoe_flwr.routing.centroids import CentroidBook
-    from fedmoe_flwr.routing.ngrams import ngram_counts
-    from fedmoe_flwr.server.artifacts import RunDirectory
-
-    flat = {"model.name": model, **({"model.quantization": 0} if model != "qwen2-tiny"
-                                    else {})}
-    cfg = parse_run_config(flat)
-    init = get_adapter_weights(load_base(cfg.model).peft_model, "_init")
-    run_dir = RunDirectory(out, "run", cfg.model)
-    book, experts = CentroidBook(0), {}
-    for i, (name, domain) in enumerate(DOMAINS.items()):
-        rng = np.random.default_rng(i + 1)
-        experts[name] = {k: v if ".lora_A." in k else
-                         (scale * rng.standard_normal(v.shape)).astype(np.float32)
-                         for k, v in init.items()}
-        run_dir.save_adapter(f"experts/{name}", experts[name], 1, {"version": 1})
-        lines = (ROOT / "data" / f"{domain}.jsonl").read_text().splitlines()[:300]
-        book.add_ngrams(i, name, ngram_counts([json.loads(x)["prompt"] for x in lines],
-                                              cfg.router.ngram_buckets))
-    gw = build_gateway(experts, dict.fromkeys(experts, 1 / 3), "cat", rank=cfg.model.lora_r,
-                       alpha=cfg.model.lora_alpha)
-    run_dir.save_adapter("gateway", gw.weights, 1, {"version": 1, "method": "cat"},
-                         rank=gw.rank, alpha=gw.alpha)
-    run_dir.write_json("router.json", book.to_json())
-    run_dir.write_json("run_config.json", flat)
-    run_dir.close()
-    return run_dir.root
-
-
 def run_for(model: str, work: Path) -> tuple[Path, str]:
     """The run directory a model is served from, and where it came from."""
     if model == "smollm2-135m" and REAL_RUN.is_dir():
         return REAL_RUN, f"trained run {REAL_RUN.relative_to(ROOT)}"
     scale = 0.5 if model == "qwen2-tiny" else 0.0
-    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); from serving import "
-            f"minimal_run; from pathlib import Path; print(minimal_run(Path({str(work)!r}), "
-            f"{model!r}, {scale}))")  # in a child: this process never holds a model
+    extra = {} if model == "qwen2-tiny" else {"model.quantization": 0}
+    code = (f"from pathlib import Path; from fedmoe_flwr.tools.untrained_run import "
+            f"untrained_run; print(untrained_run(Path({str(work)!r}), {model!r}, {scale}, "
+            f"**{extra!r}))")  # in a child: this process never holds a model
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout.strip().splitlines()[-1]
     return Path(out), ("minimal run, random experts" if scale else

@@ -2,7 +2,6 @@
 row: greedy answers identical to one at a time, each row stopped at its own limit and
 answered the step it ends, its own token stream, a bounded queue (503, never a hang)."""
 
-import json
 import os
 import queue
 import signal
@@ -14,55 +13,13 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from fedmoe_flwr.tools.serve import ApiError, ChatRequest, check_batching
+from fedmoe_flwr.tools.untrained_run import EXPERTS, untrained_run
 
 ROOT = Path(__file__).resolve().parents[1]
 FEDMOE = Path(sys.executable).parent / "fedmoe"
-EXPERTS = {"python_expert": "python", "sql_expert": "sql", "docs_expert": "docs"}
-
-
-def make_run(out: Path, model: str = "qwen2-tiny", scale: float = 0.5, **config) -> Path:
-    """A run directory written with the project's own code, without training.
-
-    Each expert is the base model's LoRA with a seeded random ``B`` (``scale`` 0: the base
-    model itself), the gateway their cat merge, and ``router.json`` holds the n-gram counts
-    of each domain's training prompts, as nodes send them.
-    """
-    from fedmoe_flwr.config import parse_run_config
-    from fedmoe_flwr.merge.gateway import build_gateway
-    from fedmoe_flwr.node.adapters import get_adapter_weights
-    from fedmoe_flwr.node.model import load_base
-    from fedmoe_flwr.routing.centroids import CentroidBook
-    from fedmoe_flwr.routing.ngrams import ngram_counts
-    from fedmoe_flwr.server.artifacts import RunDirectory
-
-    flat = {"model.name": model, **config}
-    cfg = parse_run_config(flat)
-    init = get_adapter_weights(load_base(cfg.model).peft_model, "_init")
-    run_dir = RunDirectory(out, "run", cfg.model)
-    book, experts = CentroidBook(0), {}
-    for i, (name, domain) in enumerate(EXPERTS.items()):
-        rng = np.random.default_rng(i + 1)
-        experts[name] = {k: v if ".lora_A." in k else
-                         (scale * rng.standard_normal(v.shape)).astype(np.float32)
-                         for k, v in init.items()}
-        run_dir.save_adapter(f"experts/{name}", experts[name], 1,
-                             {"version": 1, "examples_seen": 10})
-        prompts = [json.loads(line)["prompt"] for line in (ROOT / "data" / f"{domain}.jsonl")
-                   .read_text().splitlines()[:300]]
-        book.add_ngrams(i, name, ngram_counts(prompts, cfg.router.ngram_buckets))
-    m = cfg.model
-    gw = build_gateway(experts, dict.fromkeys(experts, 1 / len(experts)), "cat",
-                       rank=m.lora_r, alpha=m.lora_alpha)
-    run_dir.save_adapter("gateway", gw.weights, 1, {"version": 1, "method": "cat"},
-                         rank=gw.rank, alpha=gw.alpha)
-    run_dir.write_json("router.json", book.to_json())
-    run_dir.write_json("run_config.json", flat)
-    run_dir.close()
-    return run_dir.root
 
 
 def chat(content, model="auto", system=None, **body):
@@ -162,7 +119,7 @@ def tiny(tmp_path_factory):
     from fedmoe_flwr.server.rundir import RunView
     from fedmoe_flwr.tools.inference import Assistant, run_app_config
 
-    run = RunView(make_run(tmp_path_factory.mktemp("batching")))
+    run = RunView(untrained_run(tmp_path_factory.mktemp("batching")))
     return run, Assistant(run, run_app_config(run))
 
 

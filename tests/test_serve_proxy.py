@@ -14,7 +14,8 @@ import pytest
 from fedmoe_flwr.config import ConfigError
 from fedmoe_flwr.tools.cli import main
 from fedmoe_flwr.tools.proxy import check_upstream
-from tests.test_serve_batching import EXPERTS, ROOT, free_port, make_run, start_serve, stop
+from fedmoe_flwr.tools.untrained_run import EXPERTS, untrained_run
+from tests.test_serve_batching import ROOT, free_port, start_serve, stop
 
 SQL = "Write a SQL query that counts the orders per customer in the orders table"
 BOTH = "Write the SQL query that lists overdue invoices and the Python function that runs it"
@@ -88,7 +89,7 @@ def test_ngrams_routing_in_proxy_mode_loads_no_model(tmp_path):
 def servers(tmp_path_factory):
     """An upstream `fedmoe serve` (key "up") and a proxy in front of it (key "px")."""
     tmp = tmp_path_factory.mktemp("proxy")
-    run = make_run(tmp)
+    run = untrained_run(tmp)
     up, up_base = start_serve(run, key="up", log_path=tmp / "upstream.log")
     try:
         px, px_base = start_serve(run, "--upstream", f"{up_base}/v1", "--upstream-key", "up",
