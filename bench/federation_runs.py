@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from fedmoe_flwr.events import Update, of_kind, read_events
+from fedmoe_flwr.logs import setup_logging
 
+setup_logging()  # a benchmark prints its own lines, not the libraries' bars and notes
 ROOT = Path(__file__).resolve().parents[1]
 SPECIALTIES = ("python_expert", "sql_expert", "docs_expert")
 
