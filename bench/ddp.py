@@ -30,6 +30,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fedmoe_flwr.logs import setup_logging  # noqa: E402
+
+setup_logging()  # before transformers is imported: no bars, the ranks inherit it
 from fedmoe_flwr.config import parse_run_config  # noqa: E402
 from fedmoe_flwr.node import ddp  # noqa: E402
 from fedmoe_flwr.node.adapters import get_adapter_weights, set_adapter_weights  # noqa: E402

@@ -1,6 +1,6 @@
 """Experts on a real pretrained model, judged by running the code they write.
 
-Reproduce (about 90 minutes on 2 CPU cores)::
+Reproduce (about 70 minutes on 2 CPU cores)::
 
     bash scripts/bench.sh real_model                 # every stage
     bash scripts/bench.sh real_model --stages score  # re-score finished runs
