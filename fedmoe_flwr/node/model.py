@@ -162,8 +162,8 @@ def load_base(cfg: ModelConfig, source: str | None = None) -> LoadedModel:
     loaded = LoadedModel(peft_model, tokenizer, device, model_fingerprint(path),
                          time.perf_counter() - t0)
     _CACHE[key] = loaded
-    log.info("loaded %s (%d-bit) on %s in %.1fs", cfg.name, cfg.quantization, device,
-             loaded.load_seconds)
+    bits = f"{cfg.quantization}-bit" if cfg.quantization else "not quantized"
+    log.info("loaded %s (%s) on %s in %.1fs", cfg.name, bits, device, loaded.load_seconds)
     return loaded
 
 

@@ -52,7 +52,7 @@ def attach_arrow(model: Any, experts: list[str], target_modules: list[str], rank
     if ARROW_SLOT not in model.peft_config:
         keep = {f"x:{n}" for n in experts}
         for name in [n for n in model.peft_config if n not in keep]:
-            model.delete_adapter(name)
+            _delete(model, name)
         arrow = ArrowConfig(top_k=min(3, len(experts)), router_temperature=1.0,
                             rng_seed=seed)
         arrow.task_adapter_names = [f"x:{n}" for n in experts]
@@ -65,4 +65,15 @@ def attach_arrow(model: Any, experts: list[str], target_modules: list[str], rank
 def detach_arrow(model: Any) -> None:
     """Delete the Arrow adapter (rebuilt when next used): another adapter is coming."""
     if ARROW_SLOT in model.peft_config:
-        model.delete_adapter(ARROW_SLOT)
+        _delete(model, ARROW_SLOT)
+
+
+def _delete(model: Any, name: str) -> None:
+    """Delete adapter ``name``, first making another one active if it is the active one.
+
+    PEFT would switch itself and warn; the switch is expected here, the warning noise.
+    """
+    others = [n for n in model.peft_config if n != name]
+    if others and model.active_adapter == name:
+        model.set_adapter(others[0])
+    model.delete_adapter(name)
