@@ -6,7 +6,7 @@ import pytest
 from fedmoe_flwr.routing.router import Route
 from fedmoe_flwr.server.rundir import RunView
 from fedmoe_flwr.tools.inference import Assistant, run_app_config
-from tests.test_serve_batching import EXPERTS, make_run
+from fedmoe_flwr.tools.untrained_run import EXPERTS, untrained_run
 
 pytestmark = pytest.mark.slow
 PROMPT = "Write a SQL query that counts the orders per customer"
@@ -21,7 +21,7 @@ def _task_adapters(assistant):
 
 
 def test_arrow_mixes_only_the_experts_before_and_after_the_gateway_and_a_mix(tmp_path):
-    run = RunView(make_run(tmp_path))
+    run = RunView(untrained_run(tmp_path))
     assistant = Assistant(run, run_app_config(run))
     arrow = Route(sorted(EXPERTS), {}, {}, "arrow")
     first = assistant.ask(PROMPT, max_new_tokens=8, route=arrow).text
