@@ -258,10 +258,16 @@ class Fleet:
         return fault
 
     def kill_worker(self, name: str, run: str) -> Fault:
-        """kill -9 only the worker process of a node; its supervisor starts a new one."""
-        child = self.worker_child(name)
+        """kill -9 only the worker process of a node; its supervisor starts a new one.
+
+        A worker between two lives (its supervisor is starting a fresh one after an
+        earlier fault or a new app) is waited for, up to a minute.
+        """
+        deadline = time.monotonic() + 60
+        while (child := self.worker_child(name)) is None and time.monotonic() < deadline:
+            time.sleep(0.5)
         if child is None:
-            raise RuntimeError(f"node {name} has no worker process to kill")
+            raise RuntimeError(f"node {name} has no worker process to kill after 60 s")
         fault = Fault("worker-kill", name, time.time(), run, detail={"pid": child.pid})
         child.kill()
         self.faults.append(fault)
