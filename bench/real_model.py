@@ -23,7 +23,7 @@ every expert, the gateway, the router's choice (``auto``) and the peer:
 - a few answers of the base model and of the routed experts (``fedmoe ask``).
 
 Stages: ``layers``, ``train``, ``score`` (a finished federation is not run again);
-``--stages report`` writes the Markdown again from ``results.json``.
+``--stages report`` writes the Markdown again from ``bench/results/real_model.json``.
 Writes ``bench/results/real_model.{md,json}``.
 """
 
@@ -356,6 +356,10 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=192)
     args = ap.parse_args()
     stages = set(args.stages.split(","))
+    if stages == {"report"}:  # the Markdown again from the committed JSON, nothing re-measured
+        publish("real_model", table(json.loads(
+            (ROOT / "bench" / "results" / "real_model.json").read_text())))
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     state = args.work / "results.json"
     results = json.loads(state.read_text()) if state.exists() else {}
@@ -367,10 +371,6 @@ def main() -> None:
     layer = results.get("chosen_layer", layer)
     runs = train(args.work, layer) if "train" in stages else {
         n: args.work / n for n in ("experts", "peer")}
-    if stages == {"report"}:  # the Markdown again from the committed JSON, nothing re-measured
-        publish("real_model", table(json.loads(
-            (ROOT / "bench" / "results" / "real_model.json").read_text())))
-        return
     if "score" in stages:
         key = f"{args.max_new_tokens}:" + ",".join(
             json.loads((runs[n] / "summary.json").read_text()).get("strategy", n)

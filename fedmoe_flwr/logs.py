@@ -96,15 +96,15 @@ def setup_logging(verbose: bool = False, stream: str = "stdout") -> None:
     level = log_level(verbose)
     for name in LOGGERS:
         logger = logging.getLogger(name)
-        ours = [h for h in logger.handlers if isinstance(h, _CurrentStream)]
         if not logger.handlers:
             handler = _CurrentStream(stream)
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
                                                    datefmt="%H:%M:%S"))
             logger.addHandler(handler)
             logger.propagate = False
-        for handler in ours:
-            handler.name_of_stream = stream
+        for handler in logger.handlers:
+            if isinstance(handler, _CurrentStream):
+                handler.name_of_stream = stream
         logger.setLevel(level)
     if level > logging.DEBUG:
         quiet_third_party()

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[2] / "data"
+from fedmoe_flwr import APP_DIR
+
 EXPERTS = {"python_expert": "python", "sql_expert": "sql", "docs_expert": "docs"}
 
 
@@ -52,7 +53,7 @@ def untrained_run(out: Path, model: str = "qwen2-tiny", scale: float = 0.5,
                          for k, v in init.items()}
         run_dir.save_adapter(f"experts/{name}", experts[name], 1,
                              {"version": 1, "examples_seen": 10})
-        lines = (DATA / f"{domain}.jsonl").read_text().splitlines()[:300]
+        lines = (APP_DIR / "data" / f"{domain}.jsonl").read_text().splitlines()[:300]
         book.add_ngrams(i, name, ngram_counts([json.loads(x)["prompt"] for x in lines],
                                               cfg.router.ngram_buckets))
     gw = build_gateway(experts, dict.fromkeys(experts, 1 / len(experts)), "cat",
