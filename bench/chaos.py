@@ -162,18 +162,19 @@ def write(result: dict, out: Path) -> str:
         top = f"{times[-1]:.0f} s" if times else "-"
         lines.append(f"| {kind} | {len(of)} | {len(times)} | {med} | {top} | next accepted "
                      f"update of {of[0]['scope']} |")
-    lines += ["", "| run | red-team refused | red-team accepted | quarantined | honest refused |",
-              "|---|---|---:|---|---:|"]
+    lines += ["", "| run | red-team refused | red-team accepted | quarantined | honest refused "
+              f"| honest nodes that trained (of {len(HONEST)}) |", "|---|---|---:|---|---:|---:|"]
     for run, r in result["red_team"].items():
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(r["red_refused"].items())) or "-"
         lines.append(f"| {run} | {reasons} | {r['red_accepted']} | "
                      f"{'yes' if r['quarantined'] else 'no'} | "
-                     f"{sum(r['honest_refused'].values())} |")
+                     f"{sum(r['honest_refused'].values())} | {r.get('honest_trained', '-')} |")
     lines += ["", "| expert | initial | chaos final | clean final | clean at T - D | bound "
               "(x1.02) | within |", "|---|---:|---:|---:|---:|---:|---|"]
     for q in rows:
         lines.append(f"| {q['expert']} | {q['initial']:.3f} | {q['final']:.3f} | "
-                     f"{q['clean_final']:.3f} | {q['clean_at']:.0f} s | {q['bound']:.3f} | "
+                     f"{q['clean_final']:.3f} | {q['bound'] / (1 + QUALITY_SLACK):.3f} at "
+                     f"{q['clean_at']:.0f} s | {q['bound']:.3f} | "
                      f"{'yes' if q['ok'] else 'NO'} |")
     text = "\n".join(lines)
     link = ("ended the run: flwr-serverapp exits with its SuperLink (--parent-pid), so c2 "
@@ -191,7 +192,8 @@ def write(result: dict, out: Path) -> str:
         f"resumed from the last (see bench/chaos.py). The SuperLink restart {link}. Trained "
         f"{result['training_seconds']:.0f} s over the three runs; the clean run as long. "
         "Losses: held-out, each expert on its own domain (lower is better); D: the "
-        "expert's recovery seconds over its honest nodes.\n\n" + text + "\n")
+        "expert's recovery seconds over its honest nodes; an expert none of whose nodes "
+        "trained in c3 has no final evaluation there and no quality row.\n\n" + text + "\n")
     return text
 
 

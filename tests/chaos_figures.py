@@ -123,11 +123,14 @@ def loss_at(events: list[dict], domain: str, t: float) -> float:
 
 def red_team(events: list[dict], red: set[str], honest: set[str]) -> dict:
     """What the robust checks did in one run: refusals of the red-team node, its quarantine,
-    and refusals of honest nodes (which must be none)."""
+    refusals of honest nodes (which must be none), and how many honest nodes trained."""
     rejected = [e for e in events if e["event"] == "rejected"]
     return {"red_refused": Counter(e["reason"] for e in rejected if e.get("node") in red),
             "quarantined": any(e["event"] == "refused" and e["node"] in red
                                and e["reason"].startswith("quarantined") for e in events),
             "red_accepted": len([e for e in accepted(events) if e["node"] in red]),
             "honest_refused": Counter(e["reason"] for e in rejected
-                                      if e.get("node") in honest)}
+                                      if e.get("node") in honest),
+            # how many honest nodes had an update merged in this run: a resumed run that
+            # trains on fewer nodes than it could is a recovery that did not happen
+            "honest_trained": len({e["node"] for e in accepted(events) if e["node"] in honest})}
