@@ -67,6 +67,7 @@ from fedmoe_flwr.server.artifacts import load_adapter_weights  # noqa: E402
 from fedmoe_flwr.tools.scoring import DomainScorer  # noqa: E402
 
 SPECIALTIES = ("python_expert", "sql_expert", "docs_expert")
+FEDMOE = str(Path(sys.executable).with_name("fedmoe"))  # no bash needed
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,17 @@ SCENARIOS = {
     "a": Scenario("a", "one node per specialty, docs node 4x slower", 3, "1,1,4", 1),
     "b": Scenario("b", "two nodes per specialty, one of each pair 4x slower", 6,
                   "1,1,1,4,4,4", 2),
+    # Not in the default --scenarios: the exact_lora benchmark's many-nodes-per-expert case.
+    "c": Scenario("c", "four nodes per specialty, two of each four 4x slower", 12,
+                  "1,1,1,1,1,1,4,4,4,4,4,4", 4),
 }
 STRATEGIES = ("fedavg", "flower-fedavg", "fedasync", "fedasync-delta", "fedbuff")
 # Named variants: label -> (strategy.name, extra run config).  Any other entry of
 # --strategies is NAME[+key=value...], e.g. "fedasync+strategy.fedasync.alpha=0.9".
 VARIANTS: dict[str, tuple[str, dict]] = {
     "fedasync-delta": ("fedasync", {"strategy.fedasync.stale-rule": "delta"}),
+    "fedavg-ffa": ("fedavg", {"model.lora-variant": "ffa"}),
+    "fedasync-ffa": ("fedasync", {"model.lora-variant": "ffa"}),
 }
 
 
@@ -198,14 +204,14 @@ def run_config(scenario: Scenario, strategy: str, args: argparse.Namespace) -> s
 
 
 def run_federation(scenario: Scenario, strategy: str, args: argparse.Namespace) -> Path:
-    """Run one federation through the README's run script; return its run directory."""
+    """Run one federation with ``fedmoe run`` (what the README's run script runs)."""
     run_dir = args.work / f"{scenario.key}-{label_dir(strategy)}"
     log_path = args.work / f"{scenario.key}-{label_dir(strategy)}.log"
     args.work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "NUM_SUPERNODES": str(scenario.num_nodes),
            "SIM_ACTORS": str(scenario.num_nodes)}  # a sleeping straggler holds its own actor
     with log_path.open("w") as log:
-        proc = subprocess.run(["bash", "scripts/run.sh", "--run-config",
+        proc = subprocess.run([FEDMOE, "run", "--run-config",
                                run_config(scenario, strategy, args)],
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                               timeout=args.budget + 900)
@@ -340,26 +346,13 @@ def plot(results: list[Result], targets: dict[str, dict[str, float]], path: Path
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the scenarios, score every version, print and save the table and plot."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--budget", type=float, default=75.0, help="training seconds per run")
-    ap.add_argument("--steps", type=int, default=20, help="local steps per update")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--scenarios", default="a,b", help="comma-separated: a, b")
-    ap.add_argument("--strategies", default=",".join(STRATEGIES))
-    ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench",
-                    help="run directories and logs")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
-                    help="where the table, JSON and plot go")
-    ap.add_argument("--seconds-per-token", type=float, default=0.0,
-                    help="step cost model of every node (0 = measure it here first)")
-    ap.add_argument("--rescore", action="store_true",
-                    help="skip the federations, re-score existing run directories")
-    args = ap.parse_args(argv)
-    strategies = [s.strip() for s in args.strategies.split(",")]
-    if "fedavg" not in strategies:
-        ap.error("--strategies must include fedavg: it defines the target")
+def compare(args: argparse.Namespace, scenarios: list[str],
+            strategies: list[str]) -> tuple[list[Result], dict[str, dict[str, float]]]:
+    """Run (or with ``--rescore`` re-read) every federation, score it, set the targets.
+
+    Shared with ``exact_lora.py``, which runs other rows on the same machinery.
+    The target of a scenario is the final held-out loss of its ``fedavg`` row.
+    """
     t0 = time.perf_counter()
     setup_logging()  # no progress bars
     scorer = DomainScorer(parse_run_config({}))
@@ -367,8 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         args.seconds_per_token = calibrate(scorer)
     print(f"step cost {args.seconds_per_token * 1e6:.2f} us per padded token", flush=True)
     run_dirs = {}
-    for key in args.scenarios.split(","):
-        scenario = SCENARIOS[key.strip()]
+    for key in scenarios:
+        scenario = SCENARIOS[key]
         for strategy in strategies:
             print(f"[{time.perf_counter() - t0:6.0f}s] scenario ({scenario.key}) {strategy}: "
                   f"{scenario.num_nodes} nodes, speeds {scenario.speed_factors} run as "
@@ -389,6 +382,37 @@ def main(argv: list[str] | None = None) -> int:
         r.time_to_target = first_time_below(r.curves, targets[r.scenario])
         r.per_specialty = {s: first_time_below({s: r.curves[s]}, {s: targets[r.scenario][s]})
                            for s in SPECIALTIES}
+    return results, targets
+
+
+def add_options(ap: argparse.ArgumentParser, scenarios: str, strategies: str) -> None:
+    """The options of a comparison (shared with ``exact_lora.py``)."""
+    ap.add_argument("--budget", type=float, default=75.0, help="training seconds per run")
+    ap.add_argument("--steps", type=int, default=20, help="local steps per update")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--scenarios", default=scenarios,
+                    help=f"comma-separated, of: {', '.join(SCENARIOS)}")
+    ap.add_argument("--strategies", default=strategies)
+    ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench",
+                    help="run directories and logs")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
+                    help="where the table, JSON and plot go")
+    ap.add_argument("--seconds-per-token", type=float, default=0.0,
+                    help="step cost model of every node (0 = measure it here first)")
+    ap.add_argument("--rescore", action="store_true",
+                    help="skip the federations, re-score existing run directories")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the scenarios, score every version, print and save the table and plot."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_options(ap, "a,b", ",".join(STRATEGIES))
+    args = ap.parse_args(argv)
+    strategies = [s.strip() for s in args.strategies.split(",")]
+    if "fedavg" not in strategies:
+        ap.error("--strategies must include fedavg: it defines the target")
+    t0 = time.perf_counter()
+    results, targets = compare(args, [k.strip() for k in args.scenarios.split(",")], strategies)
     wall = time.perf_counter() - t0
     table = markdown(results, targets, args, wall)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +15,17 @@ from fedmoe_flwr.logs import setup_logging
 setup_logging()  # a benchmark prints its own lines, not the libraries' bars and notes
 ROOT = Path(__file__).resolve().parents[1]
 SPECIALTIES = ("python_expert", "sql_expert", "docs_expert")
+# The project's command in this environment (what scripts/run.sh and deploy.sh wrap): the
+# benchmarks need no bash, so they run wherever the `fedmoe` command does.
+FEDMOE = str(Path(sys.executable).with_name("fedmoe"))
 
 
 def run_federation(work: Path, name: str, overrides: dict[str, Any], nodes: int = 4,
                    timeout: float = 1800) -> Path:
-    """``scripts/run.sh`` with ``overrides`` (one ``--run-config`` each); the run directory."""
+    """``fedmoe run`` with ``overrides`` (one ``--run-config`` each); the run directory."""
     work.mkdir(parents=True, exist_ok=True)
     values = {**overrides, "run.output-dir": str(work.resolve()), "run.name": name}
-    cmd = ["bash", "scripts/run.sh"]
+    cmd = [FEDMOE, "run"]
     for key, value in values.items():
         cmd += ["--run-config", f"{key}={json.dumps(value)}"]
     log_path = work / f"{name}.log"

@@ -1,90 +1,126 @@
-"""Final quality under local differential privacy, at epsilon about 8 and 1, and without.
+"""Final quality under differential privacy, local against central, at epsilon about 8 and 1.
 
-Reproduce (about 10 minutes on 2 CPU cores)::
+Reproduce (about 30 minutes on 2 CPU cores)::
 
     bash scripts/bench.sh privacy
+    bash scripts/bench.sh privacy --nodes 12 --rounds 4 --epsilons 8   # ~8 min check
 
-The default federation, same seed and budget (``run.max-updates`` updates of
-``train.max-steps`` steps).  First without noise but with a clipping bound so
-high nothing is clipped: that run is the no-DP row, and the median norm of its
-updates' deltas (``delta-norm``) becomes the clipping bound ``C`` of the other
-runs.  Then with the noise multipliers that make each node's epsilon (at
-delta 1e-5, after its share of the updates) about 8 and about 1, as the
-accountant computes them; the table shows the epsilon the server's accountant
-reported.  Writes ``bench/results/privacy.md``.
+One specialty (python_expert) trained by ``--nodes`` simulated nodes on the
+bounded actor pool, synchronous FedAvg rounds (every node in every round:
+central DP noises the sum of each round once), ``--rounds`` rounds of
+``train.max-steps`` steps, same seed everywhere.  Rows:
+
+- the base model (the run's initial evaluation: an untrained expert);
+- no DP, with a clipping bound so high nothing is clipped; the median norm of
+  its updates' deltas becomes the clipping bound ``C`` of every private run;
+- for each epsilon (delta 1e-5) and mode: the noise multiplier ``z`` that
+  makes each node's epsilon after ``--rounds`` releases equal to it (the same
+  ``z`` for both modes: one release per round per node, sensitivity one clip).
+  ``local``: each node adds ``N(0, (z C)^2)`` to its own clipped delta, so the
+  round's average carries noise of std ``z C / sqrt(N)`` per coordinate;
+  ``central``: the trusted server adds ``N(0, (z C)^2)`` once to the sum, so
+  the average carries ``z C / N``;
+- with ``--variants standard,ffa``, the same rows for FFA-LoRA (B only: about
+  half the coordinates, so about 0.7x the noise norm at equal ``z``).
+
+"Gain kept" is ``(base - loss) / (base - no-DP loss)`` on the expert's own
+held-out split.  The table shows the epsilon the server's accountant reported.
+Writes ``bench/results/privacy.md`` and ``privacy.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 from pathlib import Path
 
-from federation_runs import (
-    ROOT,
-    SPECIALTIES,
-    own_domain_losses,
-    publish,
-    run_federation,
-    update_events,
-)
+from federation_runs import ROOT, publish, run_federation, update_events
 
 sys.path.insert(0, str(ROOT))
 from fedmoe_flwr.privacy import noise_for_epsilon  # noqa: E402
 
+SPECIALTY = "python_expert"
 
-def _merged(summary: dict) -> str:
-    return f"{summary['updates']} ({sum(summary['rejected'].values())})"
+
+def _row(name: str, variant: str, summary: dict, clip: str, z: str, base: float,
+         free: float | None) -> dict:
+    """One table row from a run's summary (``free``: the no-DP loss of this variant)."""
+    loss = summary["eval"]["final"][SPECIALTY][SPECIALTY]
+    eps = summary.get("privacy", {}).get("experts", {}).get(SPECIALTY)
+    kept = None if free is None or base == free else (base - loss) / (base - free)
+    return {"run": name, "variant": variant, "clip": clip, "z": z,
+            "epsilon": "inf" if eps is None else f"{eps:.2f}", "loss": loss, "kept": kept,
+            "merged": summary["updates"], "rejected": sum(summary["rejected"].values())}
 
 
 def main() -> None:
-    """Calibrate the clip, run at two epsilons, then the table."""
+    """No-DP run per variant (it sets C), then local and central at each epsilon."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--updates", type=int, default=30)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--nodes", type=int, default=48, help="simulated nodes, one specialty")
+    ap.add_argument("--rounds", type=int, default=6, help="FedAvg rounds (releases per node)")
+    ap.add_argument("--steps", type=int, default=5, help="local steps per update")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--epsilons", type=float, nargs="+", default=[8.0, 1.0])
-    ap.add_argument("--duration", type=float, default=300.0, help="seconds per run, at most")
+    ap.add_argument("--variants", default="standard,ffa", help="model.lora-variant values")
+    ap.add_argument("--targets", default="", help="model.target-modules ('' = the default)")
+    ap.add_argument("--duration", type=float, default=900.0, help="seconds per run, at most")
     ap.add_argument("--work", type=Path, default=ROOT / ".fedmoe" / "bench-privacy")
     args = ap.parse_args()
-    # A bounded duration: under strong local DP training can diverge (NaN losses are
-    # rejected), so max-updates alone might never be reached.
-    base = {"run.max-updates": args.updates, "run.duration": float(args.duration),
-            "train.max-steps": args.steps, "train.sync-interval": 600.0, "run.seed": args.seed,
-            "strategy.max-update-norm": 0.0}  # noised updates are large by design
-    rows = []
-    run = run_federation(args.work, "no-dp", {**base, "privacy.clip": 1e6})
-    summary = json.loads((run / "summary.json").read_text())
-    clip = statistics.median(e.delta_norm for e in update_events(run) if e.delta_norm is not None)
-    rows.append(("no DP (not clipped)", "-", "-", "inf", own_domain_losses(summary),
-                 _merged(summary)))
-    per_node = math.ceil(args.updates / 4)  # four nodes; python's two share its updates
-    for eps in args.epsilons:
-        z = noise_for_epsilon(eps, per_node, 1e-5)
-        run = run_federation(args.work, f"eps-{eps:g}", {
-            **base, "privacy.clip": clip, "privacy.noise-multiplier": z,
-            "privacy.max-epsilon": eps})  # a node stops once its next update would exceed it
+    base_cfg = {"run.specialties": SPECIALTY, "sim.specialties": SPECIALTY,
+                "sim.data-paths": "data/python.jsonl", "sim.speed-factors": "1",
+                "strategy.name": "fedavg", "run.max-updates": args.nodes * args.rounds,
+                "run.duration": args.duration, "train.max-steps": args.steps,
+                "train.sync-interval": 600.0, "run.seed": args.seed,
+                "strategy.max-update-norm": 0.0,  # noised updates are large by design
+                "router.centroid-examples": 16}  # registration of many nodes: routing unused
+    if args.targets:
+        base_cfg["model.target-modules"] = args.targets
+    rows, base = [], None
+    for variant in args.variants.split(","):
+        cfg = {**base_cfg, "model.lora-variant": variant}
+        run = run_federation(args.work, f"no-dp-{variant}", {**cfg, "privacy.clip": 1e6},
+                             nodes=args.nodes)
         summary = json.loads((run / "summary.json").read_text())
-        reported = max(summary["privacy"]["experts"].values())
-        rows.append((f"epsilon ~ {eps:g}", f"{clip:.4f}", f"{z:.2f}", f"{reported:.2f}",
-                     own_domain_losses(summary), _merged(summary)))
-        print(rows[-1], flush=True)
-    lines = ["| run | clip C | noise multiplier z | epsilon reported (max over nodes) | "
-             "updates merged (rejected) | " + " | ".join(f"{s} loss" for s in SPECIALTIES)
-             + " |", "|---|---:|---:|---:|---:|" + "---:|" * len(SPECIALTIES)]
-    for name, c, z, eps, losses, merged in rows:
-        lines.append(f"| {name} | {c} | {z} | {eps} | {merged} | "
-                     + " | ".join(f"{losses[s]:.3f}" for s in SPECIALTIES) + " |")
-    lines += ["", f"At most {args.updates} merged updates of {args.steps} steps and "
-                  f"{args.duration:.0f} s per run; the noise is calibrated for {per_node} updates "
-                  f"per node at delta 1e-5 and privacy.max-epsilon stops a node at the target; "
-                  f"seed {args.seed}; C is the median delta norm of the no-DP run; losses are "
-                  f"each expert's final held-out loss on its own domain; rejected updates are "
-                  f"training that diverged under the noise (NaN loss)."]
+        base = summary["eval"]["initial"][SPECIALTY][SPECIALTY]
+        clip = statistics.median(e.delta_norm for e in update_events(run)
+                                 if e.delta_norm is not None)
+        free = summary["eval"]["final"][SPECIALTY][SPECIALTY]
+        rows.append(_row("no DP (not clipped)", variant, summary, "-", "-", base, free))
+        for eps in args.epsilons:
+            z = noise_for_epsilon(eps, args.rounds, 1e-5)
+            for mode in ("local", "central"):
+                run = run_federation(args.work, f"{mode}-eps-{eps:g}-{variant}", {
+                    **cfg, "privacy.mode": mode, "privacy.clip": clip,
+                    "privacy.noise-multiplier": z, "privacy.max-epsilon": eps},
+                    nodes=args.nodes)
+                summary = json.loads((run / "summary.json").read_text())
+                rows.append(_row(f"{mode}, epsilon ~ {eps:g}", variant, summary,
+                                 f"{clip:.4f}", f"{z:.2f}", base, free))
+                print(rows[-1], flush=True)
+    lines = [f"One specialty ({SPECIALTY}), {args.nodes} simulated nodes, synchronous FedAvg, "
+             f"{args.rounds} rounds of {args.steps} steps per node, LoRA on "
+             f"{args.targets or 'every linear module'}, seed {args.seed}; the base "
+             f"model's held-out loss is **{base:.3f}**.", "",
+             "| run | LoRA | clip C | noise multiplier z | epsilon reported | "
+             "updates merged (rejected) | held-out loss | gain kept |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        kept = "-" if r["kept"] is None or r["run"].startswith("no DP") else f"{r['kept']:.0%}"
+        lines.append(f"| {r['run']} | {r['variant']} | {r['clip']} | {r['z']} | "
+                     f"{r['epsilon']} | {r['merged']} ({r['rejected']}) | {r['loss']:.3f} | "
+                     f"{kept} |")
+    lines += ["", "C is the median delta norm of the variant's no-DP run; z makes each "
+                  f"node's epsilon reach the target after {args.rounds} releases at delta "
+                  "1e-5 (privacy.max-epsilon stops it there); gain kept = (base - loss) / "
+                  "(base - no-DP loss); rejected updates are refused by the server (non-finite "
+                  "or robust checks)."]
     publish("privacy", lines)
+    (ROOT / "bench" / "results" / "privacy.json").write_text(json.dumps(
+        {"nodes": args.nodes, "rounds": args.rounds, "steps": args.steps, "base": base,
+         "targets": args.targets or "default",
+         "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

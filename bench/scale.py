@@ -5,10 +5,11 @@ Reproduce (about 10 minutes on 2 CPU cores)::
     bash scripts/bench.sh scale                      # 100 nodes, 10 specialties, 180 s
     bash scripts/bench.sh scale --nodes 30 --duration 60
 
-Runs the real job (``scripts/run.sh``: a local SuperLink, ``flwr run``, Flower's
-simulation engine) with ``--nodes`` SuperNodes over ``--specialties`` specialties
-(specialty ``i`` trains on ``data/<python|sql|docs>.jsonl``, in turn) sharing the
-default pool of Ray actors (``SIM_ACTORS``, see ``fedmoe_flwr/tools/actors.py``),
+Runs the real job (``fedmoe run``, what ``scripts/run.sh`` runs: a local SuperLink,
+``flwr run``, Flower's simulation engine) with ``--nodes`` SuperNodes over
+``--specialties`` specialties (specialty ``i`` trains on
+``data/<python|sql|docs>.jsonl``, in turn) sharing the default pool of Ray actors
+(``SIM_ACTORS``, see ``fedmoe_flwr/tools/actors.py``),
 and samples the resident memory of every process of the run once a second.
 From the run's ``metrics.jsonl`` and ``summary.json`` it reports updates per
 second, the server's time per update, and, per ``load`` window, how many
@@ -50,7 +51,7 @@ def tree_rss(root: psutil.Process) -> int:
 
 
 def run_federation(args: argparse.Namespace, out_dir: Path, name: str) -> dict:
-    """Run ``scripts/run.sh`` and sample its memory; returns the peak and the wall time."""
+    """Run ``fedmoe run`` and sample its memory; returns the peak and the wall time."""
     specialties = [f"{DOMAINS[i % 3]}_{i}" for i in range(args.specialties)]
     paths = [f"data/{DOMAINS[i % 3]}.jsonl" for i in range(args.specialties)]
     overrides = {
@@ -62,7 +63,7 @@ def run_federation(args: argparse.Namespace, out_dir: Path, name: str) -> dict:
         "train.sync-interval": float(args.sync_interval), "data.max-eval-examples": 8,
         "router.centroid-examples": 16,
     }
-    cmd = ["bash", "scripts/run.sh"]
+    cmd = [str(Path(sys.executable).with_name("fedmoe")), "run"]  # what scripts/run.sh runs
     for key, value in overrides.items():
         cmd += ["--run-config", f"{key}={json.dumps(value)}"]
     env = {**os.environ, "NUM_SUPERNODES": str(args.nodes)}

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from warm_vs_cold import deploy, free_port  # noqa: E402
+from warm_vs_cold import FEDMOE, deploy, free_port  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
@@ -50,7 +50,7 @@ def main() -> None:
         deploy(env, "supernode", "start", "py", "--insecure", "--specialty", "python_expert",
                "--data", "data/python.jsonl")
         run = subprocess.Popen(
-            ["bash", "scripts/deploy.sh", "submit", "--run-config",
+            [FEDMOE, "deploy", "submit", "--run-config",
              f"run.duration=3600 run.max-updates={args.updates} train.max-steps=2 "
              f"run.specialties='python_expert' run.name='m' run.output-dir='{out}'"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)

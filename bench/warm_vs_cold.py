@@ -8,7 +8,7 @@ For each mode (``cold``: ``flower-supernode --isolation subprocess``, a new
 ``flwr-clientapp`` process per message, the stock behaviour; ``warm``: the
 worker of ``fedmoe_flwr.node.worker``) and each ``train.sync-interval``, the
 benchmark starts an insecure SuperLink and three SuperNodes on 127.0.0.1 with
-``scripts/deploy.sh`` (tiny model, one specialty each), runs the federation
+``fedmoe deploy`` (tiny model, one specialty each), runs the federation
 for a fixed time, stops every process it started, and reads the per-update
 split from ``metrics.jsonl``:
 
@@ -37,16 +37,17 @@ from pathlib import Path
 from fedmoe_flwr.events import Update, of_kind, read_events
 
 ROOT = Path(__file__).resolve().parents[1]
+FEDMOE = str(Path(sys.executable).with_name("fedmoe"))  # what scripts/deploy.sh wraps
 NODES = {"py": ("python_expert", "data/python.jsonl"), "sql": ("sql_expert", "data/sql.jsonl"),
          "docs": ("docs_expert", "data/docs.jsonl")}
 
 
 def deploy(env: dict, *args: str, check: bool = True, timeout: float = 300) -> str:
-    """Run ``scripts/deploy.sh`` with the case's state directory and port."""
-    proc = subprocess.run(["bash", "scripts/deploy.sh", *args], cwd=ROOT, env=env,
+    """Run ``fedmoe deploy`` (what ``scripts/deploy.sh`` wraps) with the case's state and port."""
+    proc = subprocess.run([FEDMOE, "deploy", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode:
-        raise RuntimeError(f"deploy.sh {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
+        raise RuntimeError(f"fedmoe deploy {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
     return proc.stdout
 
 

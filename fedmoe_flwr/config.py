@@ -136,7 +136,7 @@ class ModelConfig(Section):
     lora_variant: str = setting("standard", "model.lora-variant", "standard (train A and B) "
                                 "or ffa (FFA-LoRA: A frozen at one seeded initialisation on "
                                 "every node, only B trained and sent: exact linear merges, "
-                                "half the bytes)", choices=LORA_VARIANTS)
+                                "about half the bytes)", choices=LORA_VARIANTS)
     target_modules: tuple[str, ...] = setting(QWEN_LINEAR_MODULES, "model.target-modules",
                                               "LoRA targets: by default every linear "
                                               "projection of Qwen (and Llama) layers")

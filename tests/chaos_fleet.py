@@ -1,10 +1,11 @@
 """A TLS + authenticated deployment on 127.0.0.1 that can be broken on purpose (chaos tests).
 
 Shared by ``tests/test_e2e_chaos.py`` and ``bench/chaos.py``.  Everything is
-started through ``scripts/deploy.sh`` (its own process group each, JSON pid
-files under ``FEDMOE_DEPLOY/pids``), except the red-team SuperNode:
-``deploy.sh supernode start`` writes only checked node-config keys and has no
-``red-team``, so :meth:`Fleet.start` starts that one node as deploy.sh would
+started through the Python command ``fedmoe deploy`` (what ``scripts/deploy.sh``
+wraps, which ``tests/test_e2e_deploy.py`` drives: its own process group each,
+JSON pid files under ``FEDMOE_DEPLOY/pids``), except the red-team SuperNode:
+``supernode start`` writes only checked node-config keys and has no
+``red-team``, so :meth:`Fleet.start` starts that one node as the command would
 (same layout, pid files and logs) with ``red-team='...'`` added to its node
 config.  :meth:`Fleet.stop_all` stops every process group it ever saw in a
 pid file, so a failing test or benchmark leaves nothing behind.
@@ -42,6 +43,7 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+FEDMOE = str(Path(sys.executable).with_name("fedmoe"))  # the command deploy.sh wraps
 FEDMOE = Path(sys.executable).parent / "fedmoe"
 
 
@@ -103,15 +105,16 @@ class Fleet:
         self._ids: dict[str, str] = {}
         self._seen: dict[int, list[str]] = {}  # every pid file's process: pid -> command line
 
-    # ------------------------------------------------------------------ deploy.sh
+    # ------------------------------------------------------------------ fedmoe deploy
     def sh(self, *args: str, check: bool = True, timeout: float = 180) -> str:
-        """``scripts/deploy.sh ARGS`` with this fleet's state directory and port."""
-        proc = subprocess.run(["bash", "scripts/deploy.sh", *args], cwd=ROOT, env=self.env,
+        """``fedmoe deploy ARGS`` with this fleet's state directory and port."""
+        proc = subprocess.run([FEDMOE, "deploy", *args], cwd=ROOT, env=self.env,
                               capture_output=True, text=True, timeout=timeout)
         self._remember()
         out = proc.stdout + proc.stderr
         if check and proc.returncode:
-            raise RuntimeError(f"deploy.sh {' '.join(args)} failed ({proc.returncode}):\n{out}")
+            raise RuntimeError(f"fedmoe deploy {' '.join(args)} failed ({proc.returncode}):"
+                               f"\n{out}")
         return out
 
     def up(self) -> None:
@@ -134,7 +137,7 @@ class Fleet:
         self._remember()
 
     def _start_red_team(self, n: NodeSpec) -> None:
-        """What ``deploy.sh supernode start`` does, with ``red-team`` in the node config."""
+        """What ``fedmoe deploy supernode start`` does, with ``red-team`` in the node config."""
         from fedmoe_flwr.tools.deploy import procs
         from fedmoe_flwr.tools.deploy.files import private_dir, write_replace
         from fedmoe_flwr.tools.deploy.layout import Layout
@@ -303,10 +306,10 @@ class Fleet:
 
     # ------------------------------------------------------------------ runs
     def submit(self, overrides: str, name: str) -> subprocess.Popen:
-        """``deploy.sh submit`` of run ``name`` into ``out/`` (in the background)."""
+        """``fedmoe deploy submit`` of run ``name`` into ``out/`` (in the background)."""
         with (self.work / f"{name}.log").open("w") as log:
             return subprocess.Popen(
-                ["bash", "scripts/deploy.sh", "submit", "--run-config",
+                [FEDMOE, "deploy", "submit", "--run-config",
                  f"{overrides} run.name='{name}' run.output-dir='{self.out}'"],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)

@@ -150,3 +150,21 @@ def test_ffa_adapters_share_one_frozen_a_and_train_b_only(loaded):
     for k in a_part(one):
         np.testing.assert_array_equal(after[k], one[k])  # A frozen
     assert any(np.abs(after[k] - one[k]).max() > 0 for k in b_part(one))  # B trained
+
+
+def test_an_ffa_reply_of_the_real_adapter_is_about_half_and_int8_under_a_seventh(loaded):
+    """What travels at the tiny model's real LoRA shapes, through the nodes' own encoder.
+
+    B (out x r) is a little over half of the adapter because the MLP widens (gate and up
+    project out to the intermediate size), so the bound is 0.53, not 0.5; int8 of B only
+    must stay under 0.14 of standard float32 (the target the variant is for).
+    """
+    from fedmoe_flwr.codec import encode
+    from fedmoe_flwr.lora import b_part
+
+    ensure_adapter(loaded, "ffa_bytes", parse_run_config({"model.lora-variant": "ffa"}).model)
+    weights = get_adapter_weights(loaded.peft_model, "ffa_bytes")
+    full = encode(weights, "none").count_bytes()
+    ffa = {c: encode(b_part(weights), c).count_bytes() / full for c in ("none", "int8")}
+    assert 0.5 < ffa["none"] <= 0.53, ffa  # B's share of the parameters, plus the index
+    assert ffa["int8"] <= 0.14, ffa

@@ -2,12 +2,18 @@
 
 The fast tests write run directories in the symlink-free mode (``FEDMOE_NO_SYMLINKS=1``,
 or ``os.symlink`` failing as on Windows without developer mode) and read them back with
-every reader: ``RunView``, the CLI, exports and resume.  (A simulation with ``PATH``
-reduced to the virtual environment is not tested: Ray's worker start-up fails without a
-shell's tools on ``PATH``.)
+every reader: ``RunView``, the CLI, exports and resume.  The slow one runs the real
+simulation, listing and exports with ``PATH`` reduced to the virtual environment and a
+guard named ``bash``: no coreutils, no shell for this project's code.  The guard lets one
+call through, Ray's own: on Linux and macOS Ray execs each worker as ``bash -c
+'<python> .../default_worker.py ...'`` (``ray/_private/runtime_env/context.py``; on
+Windows it uses ``cmd.exe``), so that call is Ray's requirement on POSIX, not ours.  Any
+other call of ``bash`` is logged and fails, and the test fails on it.
 """
 
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -104,3 +110,52 @@ def test_a_damaged_pointer_is_refused_with_its_path(tmp_path, target):
     (tmp_path / "latest.ref").write_text(target)
     with pytest.raises(RunDirError, match=r"latest\.ref is damaged"):
         RunView(tmp_path / "latest")
+
+
+GUARD = """#!{python}
+import os, sys
+command = " ".join(sys.argv[1:])
+if sys.argv[1:2] == ["-c"] and "default_worker.py" in command:
+    os.execv("{bash}", ["bash", *sys.argv[1:]])  # Ray's worker start-up (see the module doc)
+with open({log!r}, "a") as log:
+    log.write(repr(sys.argv) + "\\n")
+sys.exit(127)
+"""
+
+
+@pytest.mark.slow
+def test_fedmoe_run_without_bash_or_symlinks(tmp_path):
+    guard_dir, calls = tmp_path / "guard", tmp_path / "bash-calls.log"
+    guard_dir.mkdir()
+    (guard_dir / "bash").write_text(GUARD.format(python=sys.executable, bash="/bin/bash",
+                                                 log=str(calls)))
+    (guard_dir / "bash").chmod(0o755)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{guard_dir}", "FEDMOE_NO_SYMLINKS": "1",
+           "FEDMOE_STATE": str(tmp_path / "state")}
+    for tool in ("bash", "sh", "ls", "env", "pkill", "curl"):
+        assert not (BIN / tool).exists(), f"{tool} in {BIN}: PATH would still have it"
+    config = (f"run.duration=5 train.sync-interval=2 run.name='nobash' "
+              f"run.output-dir='{tmp_path / 'out'}' run.specialties='python_expert,sql_expert' "
+              f"sim.specialties='python_expert,sql_expert' "
+              f"sim.data-paths='data/python.jsonl,data/sql.jsonl' sim.speed-factors='1,1'")
+    fedmoe = str(BIN / "fedmoe")
+    proc = subprocess.run([fedmoe, "run", "--nodes", "2", "--run-config", config], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    out = tmp_path / "out"
+    assert _links(out) == [] and (out / "latest.ref").read_text().strip() == "nobash"
+    summary = json.loads((out / "nobash" / "summary.json").read_text())
+    assert set(summary["experts"]) == {"python_expert", "sql_expert"}
+    assert summary["updates"] > 0
+    listed = subprocess.run([fedmoe, "experts", str(out / "latest")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0 and "run finished" in listed.stdout, listed.stderr
+    for args in (["--adapter", "python_expert", "--out", str(tmp_path / "peft")],
+                 ["--format", "vllm", "--out", str(tmp_path / "vllm")]):
+        exported = subprocess.run([fedmoe, "export", str(out / "latest"), *args], cwd=ROOT,
+                                  env=env, capture_output=True, text=True, timeout=300)
+        assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert (tmp_path / "peft" / "adapter_config.json").is_file()
+    assert _links(tmp_path / "vllm") == []
+    assert not calls.exists(), f"bash was called outside Ray's worker start-up: " \
+                               f"{calls.read_text()}"
