@@ -64,7 +64,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--epsilons", type=float, nargs="+", default=[8.0, 1.0])
     ap.add_argument("--variants", default="standard,ffa", help="model.lora-variant values")
+    ap.add_argument("--local-variants", default="standard",
+                    help="variants that also get local-DP rows (central DP runs for all)")
     ap.add_argument("--targets", default="", help="model.target-modules ('' = the default)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the runs of --work that finished (summary.json), run the rest")
     ap.add_argument("--duration", type=float, default=900.0, help="seconds per run, at most")
     ap.add_argument("--work", type=Path, default=ROOT / ".fedmoe" / "bench-privacy")
     args = ap.parse_args()
@@ -78,10 +82,16 @@ def main() -> None:
     if args.targets:
         base_cfg["model.target-modules"] = args.targets
     rows, base = [], None
+
+    def federation(name: str, overrides: dict) -> Path:
+        done = args.work / name
+        if args.reuse and (done / "summary.json").exists():
+            return done
+        return run_federation(args.work, name, overrides, nodes=args.nodes)
+
     for variant in args.variants.split(","):
         cfg = {**base_cfg, "model.lora-variant": variant}
-        run = run_federation(args.work, f"no-dp-{variant}", {**cfg, "privacy.clip": 1e6},
-                             nodes=args.nodes)
+        run = federation(f"no-dp-{variant}", {**cfg, "privacy.clip": 1e6})
         summary = json.loads((run / "summary.json").read_text())
         base = summary["eval"]["initial"][SPECIALTY][SPECIALTY]
         clip = statistics.median(e.delta_norm for e in update_events(run)
@@ -90,11 +100,12 @@ def main() -> None:
         rows.append(_row("no DP (not clipped)", variant, summary, "-", "-", base, free))
         for eps in args.epsilons:
             z = noise_for_epsilon(eps, args.rounds, 1e-5)
-            for mode in ("local", "central"):
-                run = run_federation(args.work, f"{mode}-eps-{eps:g}-{variant}", {
+            modes = ("local", "central") if variant in args.local_variants.split(",") \
+                else ("central",)
+            for mode in modes:
+                run = federation(f"{mode}-eps-{eps:g}-{variant}", {
                     **cfg, "privacy.mode": mode, "privacy.clip": clip,
-                    "privacy.noise-multiplier": z, "privacy.max-epsilon": eps},
-                    nodes=args.nodes)
+                    "privacy.noise-multiplier": z, "privacy.max-epsilon": eps})
                 summary = json.loads((run / "summary.json").read_text())
                 rows.append(_row(f"{mode}, epsilon ~ {eps:g}", variant, summary,
                                  f"{clip:.4f}", f"{z:.2f}", base, free))

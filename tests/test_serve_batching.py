@@ -99,6 +99,31 @@ def test_a_full_queue_refuses_at_once():
     assert time.monotonic() - t0 < 0.1
 
 
+
+def test_a_batch_gathers_requests_while_they_keep_coming():
+    """Requests a fraction of a window apart join one batch, even past one window in all
+    (what the clients of a batch that just ended do); the next one after a quiet window
+    starts a batch of its own.  Gaps are 0.2 s of a 0.5 s window: scheduling noise on a
+    busy machine would have to exceed 0.3 s to split the batch."""
+    from fedmoe_flwr.tools.batching import Batcher, Job
+
+    batcher = Batcher(SimpleNamespace(), lambda req: None, window=0.5, start=False)
+    jobs = [Job(i, [], lambda *_: None) for i in range(6)]
+
+    def arrive():
+        for job in jobs[:5]:
+            batcher.submit(job)
+            time.sleep(0.2)  # 5 jobs over 0.8 s: a fixed 0.5 s window would cut after 3
+        time.sleep(1.5)  # a quiet spell of three windows
+        batcher.submit(jobs[5])
+
+    feeder = threading.Thread(target=arrive)
+    feeder.start()
+    first = batcher.take()
+    second = batcher.take()
+    feeder.join()
+    assert [j.req for j in first] == [0, 1, 2, 3, 4] and [j.req for j in second] == [5]
+
 def test_batching_settings_are_checked_before_anything_loads(tmp_path, capsys):
     from fedmoe_flwr.config import ConfigError
     from fedmoe_flwr.tools.cli import main

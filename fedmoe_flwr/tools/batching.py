@@ -1,7 +1,7 @@
 """Batched generation for ``fedmoe serve``: requests that arrive together are generated together.
 
 One thread owns the model.  It takes up to ``max_batch`` queued requests
-(waiting at most ``window`` seconds for more once it is free), loads newer
+(gathering while they keep coming, ``window`` apart at most), loads newer
 expert checkpoints (between batches, never inside one), routes each request,
 and generates every greedy one in one left-padded batch, each row with its own
 adapter: PEFT's ``generate(..., adapter_names=[...])`` applies a different
@@ -49,6 +49,7 @@ from fedmoe_flwr.tools.inference import Answer, Assistant
 
 log = logging.getLogger(__name__)
 Emit = Callable[[str, Any], None]
+GATHER_WINDOWS = 10  # a batch gathers requests for at most this many windows
 
 
 class Overloaded(Exception):
@@ -334,7 +335,8 @@ class Batcher:
     max_queue : int
         Requests that may wait; one more is refused (:class:`Overloaded`).
     window : float
-        Seconds the free thread waits for more requests to fill a batch.
+        Seconds without a new request after which the free thread starts the
+        batch (at most ``GATHER_WINDOWS`` windows after its first request).
     """
 
     def __init__(self, assistant: Assistant, route: Callable[[Any], Route], *,
@@ -367,7 +369,15 @@ class Batcher:
             self.queue.get_nowait().send("error", RuntimeError("the server is shutting down"))
 
     def take(self) -> list[Job]:
-        """The next batch: the first waiting job, and those that come within the window."""
+        """The next batch: the first waiting job, and those that follow it closely.
+
+        The batch closes once no request came for ``window`` seconds, or
+        ``GATHER_WINDOWS`` windows after the first one: the clients of a batch
+        that just ended get their answers together and send their next
+        requests one after another, a few milliseconds apart each, so a fixed
+        window split them into a full batch and a straggling small one.  A lone
+        client waits one window, as before.
+        """
         while not self._stop.is_set():
             try:
                 jobs = [self.queue.get(timeout=0.2)]
@@ -376,12 +386,15 @@ class Batcher:
                 continue
         else:
             return []
-        deadline = time.monotonic() + self.window
+        deadline = time.monotonic() + self.window * GATHER_WINDOWS
+        last = time.monotonic()
         while len(jobs) < self.max_batch:
+            wait = min(last + self.window, deadline) - time.monotonic()
             try:
-                jobs.append(self.queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                jobs.append(self.queue.get(timeout=max(0.0, wait)))
             except queue.Empty:
                 break
+            last = time.monotonic()
         return jobs
 
     def _loop(self) -> None:

@@ -323,7 +323,8 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-queue", type=int, default=64,
                    help="requests that may wait; one more is answered 503")
     p.add_argument("--batch-window-ms", type=float, default=5.0,
-                   help="how long the free model waits for more requests to batch")
+                   help="a batch starts once no new request came for this long (at most "
+                        "10 windows after its first request)")
     p.add_argument("--upstream", default=None, metavar="URL",
                    help="forward generation to this OpenAI-compatible server (vLLM, SGLang, "
                         "LoRAX, fedmoe serve) serving the run's adapters by name")

@@ -36,14 +36,18 @@ def untrained_run(out: Path, model: str = "qwen2-tiny", scale: float = 0.5,
     from fedmoe_flwr.config import parse_run_config
     from fedmoe_flwr.merge.gateway import build_gateway
     from fedmoe_flwr.node.adapters import get_adapter_weights
-    from fedmoe_flwr.node.model import load_base
+    from fedmoe_flwr.node.model import ensure_adapter, load_base
     from fedmoe_flwr.routing.centroids import CentroidBook
     from fedmoe_flwr.routing.ngrams import ngram_counts
     from fedmoe_flwr.server.artifacts import RunDirectory
 
     flat = {"model.name": model, **config}
     cfg = parse_run_config(flat)
-    init = get_adapter_weights(load_base(cfg.model).peft_model, "_init")
+    # An adapter of its own (seeded by its name), not the model's "_init" placeholder: the
+    # model is cached per process, and building PEFT's Arrow on it deletes the placeholder.
+    loaded = load_base(cfg.model)
+    ensure_adapter(loaded, "_untrained", cfg.model)
+    init = get_adapter_weights(loaded.peft_model, "_untrained")
     run_dir = RunDirectory(out, "run", cfg.model)
     book, experts = CentroidBook(0), {}
     for i, (name, domain) in enumerate(EXPERTS.items()):
