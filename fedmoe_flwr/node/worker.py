@@ -60,7 +60,7 @@ class Worker:
     """Acquires the SuperNode's ClientApp tasks and runs them in this process."""
 
     def __init__(self, address: str, secret: bytes | None, task_timeout: float,
-                 argv: list[str]) -> None:
+                 argv: list[str], pull_timeout: float = 120.0) -> None:
         from flwr.supercore.interceptors import (
             RuntimeVersionHttpInterceptor,
             SuperExecAuthHttpInterceptor,
@@ -68,6 +68,7 @@ class Worker:
 
         self.address = address
         self.task_timeout = task_timeout
+        self.pull_timeout = pull_timeout
         self.argv = argv  # what a fresh worker is started with
         self.fab_hash: str | None = None  # the app code this process has loaded
         self.restart_after = False
@@ -131,7 +132,7 @@ class Worker:
         t0 = time.perf_counter()
         times: dict[str, float] = {}
         try:
-            message, context, run, fab = pull_task(client)
+            message, context, run, fab = pull_task(client, self.pull_timeout)
             self.current = (message, context)  # what the watchdog answers if the task hangs
             times["pull"] = time.perf_counter() - t0
             if self.fab_hash is not None and fab.hash_str != self.fab_hash:
@@ -208,14 +209,20 @@ class Worker:
                                   *self.argv, "--first-token", token])
 
 
-def pull_task(client: Any) -> tuple[Any, Any, Any, Any]:
+def pull_task(client: Any, max_time: float = 120.0) -> tuple[Any, Any, Any, Any]:
     """The task's message, context, run and FAB, as ``flwr-clientapp`` pulls them.
 
-    One difference: the SuperNode offers a task as soon as the message's head
+    Two differences.  The SuperNode offers a task as soon as the message's head
     arrived, while its arrays still stream in from the SuperLink; Flower's
     default retry waits a whole second for the first missing object, which
     here would be paid on every message, so missing objects are retried
-    after 50 ms instead.
+    after 50 ms instead.  And the arrays must arrive within ``max_time``
+    seconds (Flower's default is two hours): when a run ends while a message
+    of it is arriving (a ServerApp killed mid-round), flwr 1.41's SuperNode
+    logs "not in RUNNING status, ignoring" but leaves the task it created
+    pending, with arrays that will never come.  It is the oldest pending
+    task, so a worker that waited for it would never take the next run's
+    messages (seen in the chaos campaign: three nodes missed a resumed run).
     """
     from flwr.app import Message
     from flwr.common.serde import context_from_proto, fab_from_proto, run_from_proto
@@ -228,7 +235,10 @@ def pull_task(client: Any) -> tuple[Any, Any, Any, Any]:
         make_confirm_message_received_fn_protobuf,
         make_pull_object_fn_protobuf,
     )
-    from flwr.supercore.inflatable.inflatable_utils import pull_and_inflate_object_from_tree
+    from flwr.supercore.inflatable.inflatable_utils import (
+        ObjectPullError,
+        pull_and_inflate_object_from_tree,
+    )
     from flwr.supercore.task_identity import TaskIdentity
 
     res = client.PullTaskInput(PullTaskInputRequest())
@@ -240,11 +250,17 @@ def pull_task(client: Any) -> tuple[Any, Any, Any, Any]:
     if not messages.messages_list:
         raise RuntimeError("the SuperNode offered a task without a message")
     node, tree = Node(node_id=context.node_id), messages.message_object_trees[0]
-    message = pull_and_inflate_object_from_tree(
-        tree, make_pull_object_fn_protobuf(client.PullObject, node, context.run_id),
-        make_confirm_message_received_fn_protobuf(client.ConfirmMessageReceived, node,
-                                                  context.run_id),
-        return_type=Message, initial_backoff=0.05, backoff_cap=1.0)
+    try:
+        message = pull_and_inflate_object_from_tree(
+            tree, make_pull_object_fn_protobuf(client.PullObject, node, context.run_id),
+            make_confirm_message_received_fn_protobuf(client.ConfirmMessageReceived, node,
+                                                      context.run_id),
+            return_type=Message, max_time=max_time, max_tries_per_object=None,
+            initial_backoff=0.05, backoff_cap=1.0)
+    except ObjectPullError as err:
+        raise RuntimeError(f"run {run.run_id}: the message's arrays did not arrive within "
+                           f"{max_time:.0f}s (--pull-timeout); its run has most likely "
+                           f"ended, so the task is given up") from err
     message.metadata.__dict__["_message_id"] = tree.object_id  # as flwr-clientapp sets it
     return message, context, run, fab
 
@@ -304,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the SuperNode's --superexec-auth-secret-file")
     p.add_argument("--task-timeout", type=float, default=3600.0,
                    help="seconds a task may run before it is reported failed")
+    p.add_argument("--pull-timeout", type=float, default=120.0,
+                   help="seconds a task's message may take to arrive before it is given up")
     p.add_argument("--supernode-pid", type=int, default=None,
                    help="end when this SuperNode process ends")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -312,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stdout)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per idle poll otherwise
-    base = ["--runtime-api", args.runtime_api, "--task-timeout", str(args.task_timeout)]
+    base = ["--runtime-api", args.runtime_api, "--task-timeout", str(args.task_timeout),
+            "--pull-timeout", str(args.pull_timeout)]
     if args.secret_file:
         base += ["--secret-file", args.secret_file]
     if not args.child:
@@ -321,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.secret_file:
         with open(args.secret_file, "rb") as fh:
             secret = fh.read()
-    Worker(args.runtime_api, secret, args.task_timeout, base).serve(args.first_token)
+    Worker(args.runtime_api, secret, args.task_timeout, base,
+           args.pull_timeout).serve(args.first_token)
     return 0
 
 
