@@ -1,9 +1,9 @@
 """Final quality under differential privacy, local against central, at epsilon about 8 and 1.
 
-Reproduce (about 30 minutes on 2 CPU cores)::
+Reproduce (about 50 minutes on 2 CPU cores: eight federations of about 6 minutes)::
 
     bash scripts/bench.sh privacy
-    bash scripts/bench.sh privacy --nodes 12 --rounds 4 --epsilons 8   # ~8 min check
+    bash scripts/bench.sh privacy --nodes 12 --rounds 4 --epsilons 8 --variants standard
 
 One specialty (python_expert) trained by ``--nodes`` simulated nodes on the
 bounded actor pool, synchronous FedAvg rounds (every node in every round:
@@ -20,8 +20,10 @@ central DP noises the sum of each round once), ``--rounds`` rounds of
   round's average carries noise of std ``z C / sqrt(N)`` per coordinate;
   ``central``: the trusted server adds ``N(0, (z C)^2)`` once to the sum, so
   the average carries ``z C / N``;
-- with ``--variants standard,ffa``, the same rows for FFA-LoRA (B only: about
-  half the coordinates, so about 0.7x the noise norm at equal ``z``).
+- for FFA-LoRA (``--variants``; B only: about half the coordinates, so about
+  0.7x the noise norm at equal ``z``) the no-DP and central rows; local rows
+  only for ``--local-variants`` (standard: local DP of whole updates keeps
+  nothing at this scale, and each row is a 6-minute federation).
 
 "Gain kept" is ``(base - loss) / (base - no-DP loss)`` on the expert's own
 held-out split.  The table shows the epsilon the server's accountant reported.
