@@ -278,6 +278,15 @@ def _fmt_s(x: float | None) -> str:
     return "not reached" if x is None else f"{x:.0f}"
 
 
+def timing_cells(r: Result, sync: Result) -> tuple[str, str, str]:
+    """A row's ratio to FedAvg's time to target, per-specialty times and final losses."""
+    ratio = ("-" if r.time_to_target is None or not sync.time_to_target
+             else f"{r.time_to_target / sync.time_to_target:.2f}x")
+    per = " / ".join(_fmt_s(r.per_specialty[s]) for s in SPECIALTIES)
+    finals = " / ".join(f"{r.curves[s][-1][1]:.3f}" for s in SPECIALTIES)
+    return ratio, per, finals
+
+
 def markdown(results: list[Result], targets: dict[str, dict[str, float]],
              args: argparse.Namespace, wall: float) -> str:
     """The README table: one block per scenario, ratios against FedAvg."""
@@ -302,10 +311,7 @@ def markdown(results: list[Result], targets: dict[str, dict[str, float]],
                 "MB sent / received |",
                 "|---|---:|---:|---|---|---:|---:|"]
         for r in rows:
-            ratio = ("-" if r.time_to_target is None or not sync.time_to_target
-                     else f"{r.time_to_target / sync.time_to_target:.2f}x")
-            finals = " / ".join(f"{r.curves[s][-1][1]:.3f}" for s in SPECIALTIES)
-            per = " / ".join(_fmt_s(r.per_specialty[s]) for s in SPECIALTIES)
+            ratio, per, finals = timing_cells(r, sync)
             out.append(f"| {r.strategy} | {_fmt_s(r.time_to_target)} | {ratio} | {per} | "
                        f"{finals} | {r.summary['updates']} | "
                        f"{r.summary['bytes_sent'] / 1e6:.1f} / "

@@ -112,10 +112,7 @@ def learning_table(results: list, targets: dict) -> list[str]:
                 "KB per update sent / received |",
                 "|---|---|---:|---:|---|---|---:|---:|"]
         for r in rows:
-            ratio = ("-" if r.time_to_target is None or not sync.time_to_target
-                     else f"{r.time_to_target / sync.time_to_target:.2f}x")
-            per = " / ".join(avs._fmt_s(r.per_specialty[s]) for s in avs.SPECIALTIES)
-            finals = " / ".join(f"{r.curves[s][-1][1]:.3f}" for s in avs.SPECIALTIES)
+            ratio, per, finals = avs.timing_cells(r, sync)
             name, _, variant = r.strategy.partition("-")
             per_update = r.summary["bytes_per_update"]
             out.append(f"| {name} | {variant or 'standard'} | {avs._fmt_s(r.time_to_target)} "
