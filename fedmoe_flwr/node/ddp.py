@@ -152,6 +152,7 @@ class RankGroup:
         except BaseException:
             self.close()
             raise
+        _RETIRED.clear()  # their gloo threads went idle while this group came up
         log.info("DDP group of %d ranks (%s) ready: pids %s", world, self.backend,
                  self.pids())
 
@@ -208,9 +209,29 @@ class RankGroup:
                 proc.kill()
                 proc.join(timeout=5.0)
         if dist.is_initialized():
-            with contextlib.suppress(Exception):
-                dist.destroy_process_group()
+            _retire_process_group()
         self.conns, self.procs = [], []
+
+
+def _retire_process_group() -> None:
+    """End the process group, but let the process keep a reference to it for a while.
+
+    After a rank died, one of gloo's worker threads may still be destroying the
+    failed collective, which needs the GIL.  Should the last reference to the
+    group go at that moment (when the failed step's DDP reducer is freed, with
+    the exception that carries it), the group's destructor joins that thread
+    while holding the GIL, and the node deadlocks for good (seen: a train task
+    that never returned).  Kept in :data:`_RETIRED`, the group is freed only
+    when the next group is ready, long after its threads went idle.
+    """
+    import torch.distributed as dist
+
+    with contextlib.suppress(Exception):
+        _RETIRED.append(dist.group.WORLD)
+        dist.destroy_process_group()
+
+
+_RETIRED: list[Any] = []  # process groups of failed ranks, freed once a new group is up
 
 
 _GROUP: dict[tuple, RankGroup] = {}  # per process: one group, kept while its key holds
@@ -333,6 +354,9 @@ def rank_main(rank: int, world: int, port: int, backend: str, timeout: float,
               conn: Any) -> None:
     """A training rank: load once, then train each job rank 0 sends, until told to stop."""
     _die_with_parent()
+    from fedmoe_flwr.logs import setup_logging
+
+    setup_logging()  # a rank is a fresh interpreter: as quiet as the handler that started it
     if cuda_visible is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible
     try:
