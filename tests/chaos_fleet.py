@@ -43,8 +43,8 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-FEDMOE = str(Path(sys.executable).with_name("fedmoe"))  # the command deploy.sh wraps
 FEDMOE = Path(sys.executable).parent / "fedmoe"
+WORKER_WAIT_S = 300.0  # kill_worker waits this long for a worker between two lives
 
 
 @dataclass(frozen=True)
@@ -264,13 +264,21 @@ class Fleet:
         """kill -9 only the worker process of a node; its supervisor starts a new one.
 
         A worker between two lives (its supervisor is starting a fresh one after an
-        earlier fault or a new app) is waited for, up to a minute.
+        earlier fault or a new app) is waited for, up to :data:`WORKER_WAIT_S` (a
+        bound for a hang, not a speed target: a loaded machine starts Python slowly).
         """
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + WORKER_WAIT_S
         while (child := self.worker_child(name)) is None and time.monotonic() < deadline:
             time.sleep(0.5)
         if child is None:
-            raise RuntimeError(f"node {name} has no worker process to kill after 60 s")
+            sup = self.process(f"worker-{name}")
+            log = self.deploy / "logs" / f"worker-{name}.log"
+            raise RuntimeError(
+                f"node {name} has no worker process to kill after {WORKER_WAIT_S:.0f} s; "
+                f"supervisor {self.record(f'worker-{name}')} "
+                f"{'alive' if sup else 'gone'}, children "
+                f"{[c.cmdline() for c in sup.children()] if sup else []}; {log} ends:\n"
+                f"{log.read_text(errors='replace')[-3000:] if log.exists() else '(none)'}")
         fault = Fault("worker-kill", name, time.time(), run, detail={"pid": child.pid})
         child.kill()
         self.faults.append(fault)
