@@ -362,3 +362,21 @@ class Fleet:
                     os.killpg(pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Kill what still names this fleet's own directory on its command line.
+
+        A pid file names the last process started for a name; a node started again
+        while an earlier start of it was still retrying (seen: a docs SuperNode left
+        running after the campaign) is in no pid file.  The directory is this
+        fleet's unique temporary path, so nothing else can match.
+        """
+        mine = str(self.deploy)
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                if p.info["pid"] != os.getpid() and any(
+                        mine in part for part in p.info["cmdline"] or []):
+                    p.kill()
+            except psutil.Error:
+                continue
