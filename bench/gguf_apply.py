@@ -55,7 +55,7 @@ BUILD_DIR = ROOT / ".fedmoe" / "llama-cpp-python-0.3.36"
 # A library build: no examples, tools, server or tests, no OpenMP (two cores), no curl.
 CMAKE_ARGS = ("-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF "
               "-DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF")
-MODELS = {"smollm2-135m": {"model.quantization": 0}, "qwen2-tiny": {"model.quantization": 0}}
+RUN_CONFIG = {"model.quantization": 0}  # PEFT's side in f32: the reference, not a 4-bit copy
 DOMAINS = ("python", "sql", "docs")
 
 
@@ -66,10 +66,9 @@ def llama_cpp(timeout: float) -> tuple[Any, float]:
         staging = Path(tempfile.mkdtemp(prefix="llama-cpp-", dir=BUILD_DIR.parent))
         env = {**os.environ, "CMAKE_ARGS": CMAKE_ARGS, "CMAKE_BUILD_PARALLEL_LEVEL": "2"}
         print(f"building {LLAMA_CPP} from source into {BUILD_DIR} (once) ...", flush=True)
-        for spec, extra in ((LLAMA_CPP, []), ("diskcache==5.6.3", [])):
-            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                            "--target", str(staging), spec, *extra], env=env, check=True,
-                           timeout=timeout)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                        str(staging), LLAMA_CPP, "diskcache==5.6.3"], env=env, check=True,
+                       timeout=timeout)
         (staging / "build_seconds.txt").write_text(f"{time.perf_counter() - t0:.0f}\n")
         staging.rename(BUILD_DIR)
     sys.path.insert(0, str(BUILD_DIR))
@@ -135,20 +134,17 @@ def compare(l_base: list, l_ad: list, p_base: list, p_ad: list) -> dict[str, flo
     """How closely llama.cpp's change of the logits follows PEFT's (all positions, vocab)."""
     d_l = np.concatenate([a - b for a, b in zip(l_ad, l_base, strict=True)]).ravel()
     d_p = np.concatenate([a - b for a, b in zip(p_ad, p_base, strict=True)]).ravel()
-    top = [np.mean(a.argmax(-1) == b.argmax(-1)) for a, b in zip(l_ad, p_ad, strict=True)]
     return {"delta_cos": float(d_l @ d_p / (np.linalg.norm(d_l) * np.linalg.norm(d_p))),
             "delta_rel_err": float(np.linalg.norm(d_l - d_p) / np.linalg.norm(d_p)),
             "scale_ratio": float(np.linalg.norm(d_l) / np.linalg.norm(d_p)),
             "delta_rms": float(np.sqrt(np.mean(d_p ** 2))),
-            "top1_agree": float(np.mean(top))}
+            "top1_agree": _top1(l_ad, p_ad)}
 
 
-def unpermuted_control(run: Path, name: str, out: Path) -> Path:
+def unpermuted_control(view: Any, name: str, out: Path) -> Path:
     """The adapter written as if its base had no query/key permutation (a wrong export)."""
-    from fedmoe_flwr.server.rundir import RunView
     from fedmoe_flwr.tools import serving_exports
 
-    view = RunView(run)
     config = json.loads((Path(serving_exports.base_path(view)) / "config.json").read_text())
     original = serving_exports._permute
     serving_exports._permute = lambda b, heads: b
@@ -198,7 +194,7 @@ def bench_model(module: Any, model: str, args: argparse.Namespace, work: Path
     from fedmoe_flwr.tools.serving_exports import base_path
     from fedmoe_flwr.tools.untrained_run import untrained_run
 
-    run = untrained_run(work / model, model, scale=args.scale, **MODELS[model])
+    run = untrained_run(work / model, model, scale=args.scale, **RUN_CONFIG)
     out = work / f"{model}-gguf"
     subprocess.run([sys.executable, "-m", "fedmoe_flwr.tools.cli", "export", str(run),
                     "--format", "gguf", "--out", str(out)], check=True, cwd=ROOT)
@@ -209,9 +205,10 @@ def bench_model(module: Any, model: str, args: argparse.Namespace, work: Path
     ids = [tok.tokenize(p.encode(), add_bos=False)[: args.max_tokens]
            for p in prompts(args.prompts)]
     ref = peft_logits(base_path(view), {n: view.adapter(n).path for n in names}, ids)
-    control = unpermuted_control(run, names[0], work / f"{model}-control.gguf")
-    adapters = {**{n: out / f"{n}.gguf" for n in names},
-                f"{names[0]} without q/k permutation (control)": control}
+    control = unpermuted_control(view, names[0], work / f"{model}-control.gguf")
+    # label -> (the file llama.cpp applies, the adapter PEFT applies)
+    adapters = {**{n: (out / f"{n}.gguf", n) for n in names},
+                f"{names[0]} without q/k permutation (control)": (control, names[0])}
     bases = [shipped]
     if any(t.tensor_type.name not in ("F32", "F16") for t in _tensors(shipped)):
         bases.append(dequantized(shipped, work / f"{model}-f32.gguf"))
@@ -219,8 +216,8 @@ def bench_model(module: Any, model: str, args: argparse.Namespace, work: Path
     for base in bases:
         l_base = llama_logits(module, base, None, ids)
         rows = [{"adapter": label, **compare(l_base, llama_logits(module, base, path, ids),
-                                             ref[None], ref[label.split()[0]])}
-                for label, path in adapters.items()]
+                                             ref[None], ref[peft_name])}
+                for label, (path, peft_name) in adapters.items()]
         blocks.append({"model": model, "base_gguf": base.name, "tokens": sum(map(len, ids)),
                        "sequences": len(ids), "base_rel_err": _rel(l_base, ref[None]),
                        "base_top1_agree": _top1(l_base, ref[None]), "rows": rows})

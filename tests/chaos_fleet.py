@@ -271,18 +271,24 @@ class Fleet:
         while (child := self.worker_child(name)) is None and time.monotonic() < deadline:
             time.sleep(0.5)
         if child is None:
-            sup = self.process(f"worker-{name}")
-            log = self.deploy / "logs" / f"worker-{name}.log"
-            raise RuntimeError(
-                f"node {name} has no worker process to kill after {WORKER_WAIT_S:.0f} s; "
-                f"supervisor {self.record(f'worker-{name}')} "
-                f"{'alive' if sup else 'gone'}, children "
-                f"{[c.cmdline() for c in sup.children()] if sup else []}; {log} ends:\n"
-                f"{log.read_text(errors='replace')[-3000:] if log.exists() else '(none)'}")
+            raise RuntimeError(f"node {name} has no worker process to kill after "
+                               f"{WORKER_WAIT_S:.0f} s; {self._worker_state(name)}")
         fault = Fault("worker-kill", name, time.time(), run, detail={"pid": child.pid})
         child.kill()
         self.faults.append(fault)
         return fault
+
+    def _worker_state(self, name: str) -> str:
+        """What a failure report needs: the supervisor, its children, the worker log's tail."""
+        sup = self.process(f"worker-{name}")
+        try:
+            children = [c.cmdline() for c in sup.children()] if sup else []
+        except psutil.Error as err:  # it ended while being looked at
+            children = [f"({type(err).__name__})"]
+        log = self.deploy / "logs" / f"worker-{name}.log"
+        tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(none)"
+        return (f"supervisor {self.record(f'worker-{name}')} {'alive' if sup else 'gone'}, "
+                f"children {children}; {log} ends:\n{tail}")
 
     def restart_superlink(self, run: str, down: float = 5.0) -> Fault:
         """kill -9 the SuperLink process, wait ``down`` s, start it again on its database."""

@@ -231,7 +231,7 @@ def _retire_process_group() -> None:
         dist.destroy_process_group()
 
 
-_RETIRED: list[Any] = []  # process groups of failed ranks, freed once a new group is up
+_RETIRED: list[Any] = []  # process groups of closed rank groups, freed once a new one is up
 
 
 _GROUP: dict[tuple, RankGroup] = {}  # per process: one group, kept while its key holds
