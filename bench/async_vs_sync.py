@@ -130,6 +130,9 @@ def parse_variant(entry: str) -> tuple[str, dict]:
         key, sep, value = pair.partition("=")
         if not sep:
             raise SystemExit(f"--strategies entry {entry!r}: {pair!r} is not key=value")
+        if value in ("true", "false"):
+            extra[key] = value == "true"
+            continue
         try:
             extra[key] = float(value) if "." in value or "e" in value else int(value)
         except ValueError:
@@ -199,7 +202,8 @@ def run_config(scenario: Scenario, strategy: str, args: argparse.Namespace) -> s
         "run.name": f"{scenario.key}-{label_dir(strategy)}",
         "sim.seconds-per-token": args.seconds_per_token, **extra,
     }
-    return " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
+    return " ".join(f"{k}={v!r}" if isinstance(v, str) else
+                    f"{k}={str(v).lower()}" if isinstance(v, bool) else f"{k}={v}"
                     for k, v in values.items())
 
 

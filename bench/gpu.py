@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fedmoe_flwr.config import parse_run_config  # noqa: E402
+from fedmoe_flwr.events import Register, of_kind, read_events  # noqa: E402
 from fedmoe_flwr.node import ddp  # noqa: E402
 from fedmoe_flwr.node import model as node_model  # noqa: E402
 from fedmoe_flwr.node.model import ensure_adapter, load_base  # noqa: E402
@@ -169,8 +170,8 @@ def federation(seconds: float) -> dict:
         print(proc.stdout[-3000:], proc.stderr[-3000:])
         return {"ok": False, "seconds": time.perf_counter() - t0}
     summary = json.loads(summary_file.read_text())
-    events = [json.loads(x) for x in (out / "gpu" / "metrics.jsonl").read_text().splitlines()]
-    devices = sorted({str(e.get("device")) for e in events if e.get("event") == "register"})
+    events = read_events(out / "gpu" / "metrics.jsonl")
+    devices = sorted({e.device for e in of_kind(events, Register)})
     return {"ok": True, "seconds": time.perf_counter() - t0, "devices": devices,
             "updates": summary.get("updates"), "experts": sorted(summary.get("experts", {}))}
 

@@ -57,8 +57,7 @@ def _row(name: str, variant: str, summary: dict, clip: str, z: str, base: float,
             "merged": summary["updates"], "rejected": sum(summary["rejected"].values())}
 
 
-def main() -> None:
-    """No-DP run per variant (it sets C), then local and central at each epsilon."""
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nodes", type=int, default=48, help="simulated nodes, one specialty")
     ap.add_argument("--rounds", type=int, default=6, help="FedAvg rounds (releases per node)")
@@ -73,7 +72,11 @@ def main() -> None:
                     help="keep the runs of --work that finished (summary.json), run the rest")
     ap.add_argument("--duration", type=float, default=900.0, help="seconds per run, at most")
     ap.add_argument("--work", type=Path, default=ROOT / ".fedmoe" / "bench-privacy")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def _runs(args: argparse.Namespace) -> tuple[list[dict], float]:
+    """No-DP run per variant (it sets C), then local and central at each epsilon."""
     base_cfg = {"run.specialties": SPECIALTY, "sim.specialties": SPECIALTY,
                 "sim.data-paths": "data/python.jsonl", "sim.speed-factors": "1",
                 "strategy.name": "fedavg", "run.max-updates": args.nodes * args.rounds,
@@ -85,33 +88,38 @@ def main() -> None:
         base_cfg["model.target-modules"] = args.targets
     rows, base = [], None
 
-    def federation(name: str, overrides: dict) -> Path:
+    def federation(name: str, overrides: dict) -> tuple[dict, Path]:
         done = args.work / name
-        if args.reuse and (done / "summary.json").exists():
-            return done
-        return run_federation(args.work, name, overrides, nodes=args.nodes)
+        if not (args.reuse and (done / "summary.json").exists()):
+            done = run_federation(args.work, name, overrides, nodes=args.nodes)
+        return json.loads((done / "summary.json").read_text()), done
 
     for variant in args.variants.split(","):
         cfg = {**base_cfg, "model.lora-variant": variant}
-        run = federation(f"no-dp-{variant}", {**cfg, "privacy.clip": 1e6})
-        summary = json.loads((run / "summary.json").read_text())
+        summary, run = federation(f"no-dp-{variant}", {**cfg, "privacy.clip": 1e6})
         base = summary["eval"]["initial"][SPECIALTY][SPECIALTY]
         clip = statistics.median(e.delta_norm for e in update_events(run)
                                  if e.delta_norm is not None)
         free = summary["eval"]["final"][SPECIALTY][SPECIALTY]
         rows.append(_row("no DP (not clipped)", variant, summary, "-", "-", base, free))
+        modes = ("local", "central") if variant in args.local_variants.split(",") \
+            else ("central",)
         for eps in args.epsilons:
             z = noise_for_epsilon(eps, args.rounds, 1e-5)
-            modes = ("local", "central") if variant in args.local_variants.split(",") \
-                else ("central",)
             for mode in modes:
-                run = federation(f"{mode}-eps-{eps:g}-{variant}", {
+                summary, _ = federation(f"{mode}-eps-{eps:g}-{variant}", {
                     **cfg, "privacy.mode": mode, "privacy.clip": clip,
                     "privacy.noise-multiplier": z, "privacy.max-epsilon": eps})
-                summary = json.loads((run / "summary.json").read_text())
                 rows.append(_row(f"{mode}, epsilon ~ {eps:g}", variant, summary,
                                  f"{clip:.4f}", f"{z:.2f}", base, free))
                 print(rows[-1], flush=True)
+    return rows, base
+
+
+def main() -> None:
+    """Every run, then the table (bench/results/privacy.md) and its data (.json)."""
+    args = _args()
+    rows, base = _runs(args)
     lines = [f"One specialty ({SPECIALTY}), {args.nodes} simulated nodes, synchronous FedAvg, "
              f"{args.rounds} rounds of {args.steps} steps per node, LoRA on "
              f"{args.targets or 'every linear module'}, seed {args.seed}; the base "

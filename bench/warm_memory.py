@@ -14,7 +14,6 @@ last update, side by side.  Appends its table to ``bench/results/warm_memory.md`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -25,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from warm_vs_cold import FEDMOE, deploy, free_port  # noqa: E402
+
+from fedmoe_flwr.events import Update, of_kind, read_events  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
@@ -57,10 +58,9 @@ def main() -> None:
         metrics = out / "m" / "metrics.jsonl"
         while run.poll() is None:
             if metrics.exists():
-                ups = [json.loads(x) for x in metrics.read_text().splitlines()
-                       if '"update"' in x]
-                if ups and len(ups) not in samples:
-                    samples[len(ups)] = rss_mib(int(ups[-1]["process_id"]))
+                ups = list(of_kind(read_events(metrics), Update))
+                if ups and len(ups) not in samples and ups[-1].process_id is not None:
+                    samples[len(ups)] = rss_mib(ups[-1].process_id)
             time.sleep(0.5)
     finally:
         deploy(env, "stop-all", check=False)

@@ -18,8 +18,8 @@ is silenced where it starts:
   process it starts (the SuperLink, the simulation, Ray's actors); ones the
   user set are kept.
 
-``FEDMOE_LOG_LEVEL=DEBUG`` (or ``setup_logging(verbose=True)``, the future
-``--verbose``) shows everything: no filter, no level raised, bars on, and the
+``FEDMOE_LOG_LEVEL=DEBUG`` (or ``fedmoe --verbose CMD``, which calls
+``setup_logging(verbose=True)``) shows everything: no filter, no level raised, bars on, and the
 setting is passed on to child processes.
 """
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the headless browser of the console's browser test (tests/test_browser_console.py):
-# Debian's chromium and chromium-driver, with apt-get, when /usr/bin/chromium is missing.
+# Debian's chromium and chromium-driver (Selenium drives it), with apt-get, when either is missing.
 #
 #   bash scripts/browser.sh          # prints the browser's path and version; exit 0 when usable
 #
@@ -8,7 +8,8 @@
 # apt-get is not available here (not Debian/Ubuntu), so the browser test skips with that reason.
 set -euo pipefail
 BROWSER="${FEDMOE_CHROMIUM:-/usr/bin/chromium}"
-if [ ! -x "$BROWSER" ]; then
+DRIVER="${FEDMOE_CHROMEDRIVER:-/usr/bin/chromedriver}"
+if [ ! -x "$BROWSER" ] || [ ! -x "$DRIVER" ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "apt-get not found: install Chromium by hand and set FEDMOE_CHROMIUM" >&2
     exit 3

@@ -31,3 +31,15 @@ def test_time_to_target_waits_for_every_specialty():
     curves = {"x": [(0.0, 9.0), (5.0, 4.0)], "y": [(0.0, 9.0), (3.0, 6.0), (8.0, 4.5)]}
     assert bench.first_time_below(curves, {"x": 4.0, "y": 5.0}) == 8.0
     assert bench.first_time_below(curves, {"x": 3.0, "y": 5.0}) is None
+
+
+def test_a_variant_entry_carries_typed_values_into_valid_toml(tmp_path):
+    name, extra = bench.parse_variant("fedasync+train.overlap=true+train.sync-interval=3"
+                                      "+train.overlap-rule=carry+strategy.fedasync.alpha=0.5")
+    assert name == "fedasync"
+    assert extra == {"train.overlap": True, "train.sync-interval": 3,
+                     "train.overlap-rule": "carry", "strategy.fedasync.alpha": 0.5}
+    args = type("Args", (), {"steps": 0, "budget": 75.0, "seed": 1, "work": tmp_path,
+                             "seconds_per_token": 0.0})()
+    config = bench.run_config(bench.SCENARIOS["b"], "fedasync+train.overlap=true", args)
+    assert "train.overlap=true " in config + " " and "train.overlap='true'" not in config

@@ -115,3 +115,39 @@ def test_a_simulation_asks_ray_for_a_share_of_the_gpus(monkeypatch):
     assert gpu_share(1, gpus=2) == 1.0  # one actor, one whole GPU at most
     monkeypatch.setenv("SIM_GPUS_PER_NODE", "0")
     assert gpu_share(4, gpus=8) == 0.0  # the override keeps a GPU machine on the CPU
+
+
+def test_run_help_explains_its_own_flags_and_starts_nothing(monkeypatch, capsys):
+    from fedmoe_flwr.tools import run as run_tool
+
+    def started(*_a, **_k):
+        raise AssertionError("fedmoe run --help started a SuperLink")
+
+    monkeypatch.setattr(run_tool, "start_superlink", started)
+    assert main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--nodes N" in out and "--run-config" in out and "SIM_ACTORS" in out
+
+
+def test_ctrl_c_in_fedmoe_run_is_one_line_and_exit_130(monkeypatch, capsys):
+    from fedmoe_flwr.tools import run as run_tool
+
+    def interrupted(_argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_tool, "simulate", interrupted)
+    assert main(["run", "--run-config", "run.duration=5"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "fedmoe run: interrupted; every process it started is stopped"
+
+
+def test_verbose_is_in_the_help_and_taken_before_any_command(run_dir, monkeypatch, capsys):
+    import fedmoe_flwr.tools.cli as cli
+
+    seen = []
+    monkeypatch.setattr(cli, "setup_logging", lambda verbose=False, **_: seen.append(verbose))
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "--verbose" in capsys.readouterr().out
+    assert main(["--verbose", "experts", str(run_dir)]) == 0 and seen[-1] is True
+    assert main(["experts", str(run_dir)]) == 0 and seen[-1] is False

@@ -1,10 +1,14 @@
-"""Deployment on 127.0.0.1 with the README's scripts: a real TLS SuperLink with SuperNode
+"""Deployment on 127.0.0.1 with `fedmoe deploy` (what `bash scripts/deploy.sh` execs), with no
+bash on PATH: a real TLS SuperLink with SuperNode
 authentication, three authenticated SuperNodes with warm workers and one unregistered; kill -9
 of a node (SuperNode and worker) mid-run and its restart; `fedmoe stop`; then a second run
 resumed from the first one's checkpoints.
 
-Every process is started through scripts/deploy.sh (each in its own process group, pid files
-under the test's FEDMOE_DEPLOY) and stopped by those ids at the end, whatever happens.
+Every process is started through `fedmoe deploy` (each in its own process group, pid files
+under the test's FEDMOE_DEPLOY) and stopped by those ids at the end, whatever happens. PATH
+holds only the venv's scripts and a `bash` (and `sh`) that records any call and fails, so
+the whole deployment (certificates, keys, SuperLink, SuperNodes, warm workers, submit,
+stop-all) is shown to need no shell, as on Windows.
 """
 
 import json
@@ -35,16 +39,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+NO_SHELL = """#!{python}
+import sys
+with open({log!r}, "a") as log:
+    log.write(repr(sys.argv) + "\\n")
+sys.exit(127)
+"""
+
+
 class Fleet:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.port = _free_port()
+        guard, self.shell_calls = tmp / "guard", tmp / "shell-calls.log"
+        guard.mkdir()
+        for name in ("bash", "sh"):
+            (guard / name).write_text(NO_SHELL.format(python=sys.executable,
+                                                      log=str(self.shell_calls)))
+            (guard / name).chmod(0o755)
         self.env = {**os.environ, "FEDMOE_DEPLOY": str(tmp / "deploy"),
+                    "PATH": f"{FEDMOE.parent}{os.pathsep}{guard}",
                     "FEDMOE_SUPERLINK_PORT": str(self.port), "FEDMOE_SUPERLINK_HOST": "127.0.0.1"}
         self.pids = tmp / "deploy" / "pids"
 
     def sh(self, *args: str, check: bool = True, timeout: float = 120) -> str:
-        proc = subprocess.run(["bash", "scripts/deploy.sh", *args], cwd=ROOT, env=self.env,
+        proc = subprocess.run([str(FEDMOE), "deploy", *args], cwd=ROOT, env=self.env,
                               capture_output=True, text=True, timeout=timeout)
         out = proc.stdout + proc.stderr
         if check:
@@ -69,7 +88,7 @@ class Fleet:
     def submit(self, overrides: str, name: str) -> subprocess.Popen:
         log = (self.tmp / f"{name}.log").open("w")
         return subprocess.Popen(
-            ["bash", "scripts/deploy.sh", "submit", "--run-config",
+            [str(FEDMOE), "deploy", "submit", "--run-config",
              f"{overrides} run.name='{name}' run.output-dir='{self.tmp}/out'"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -210,6 +229,7 @@ def test_tls_auth_run_with_overlapped_warm_workers_survives_kill_9_and_the_node_
     summary = json.loads((out / "summary.json").read_text())
     assert summary["errors"], summary
     assert "warm worker" in fleet.sh("status")
+    assert not fleet.shell_calls.exists(), fleet.shell_calls.read_text()  # no shell, anywhere
 
 
 def test_resume_continues_every_expert_from_its_checkpoint(fleet):

@@ -74,7 +74,8 @@ def test_fedmoe_run_from_the_wheel_trains_in_a_copy_of_the_app(wheel_env):
            "FEDMOE_STATE": str(tmp / "state")}
     proc = subprocess.run(
         [str(fedmoe), "run", "--nodes", "3", "--run-config",
-         "run.duration=6 train.sync-interval=2 run.name='w' eval.every-s=0"],
+         "run.duration=900 run.max-updates=3 train.sync-interval=2 run.name='w' "
+         "eval.every-s=0"],  # ends on the third merged update; the duration bounds a hang
         cwd=app, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     summary = json.loads((app / "outputs" / "w" / "summary.json").read_text())

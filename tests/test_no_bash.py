@@ -13,6 +13,7 @@ other call of ``bash`` is logged and fails, and the test fails on it.
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,11 +21,13 @@ from pathlib import Path
 import pytest
 
 from fedmoe_flwr.config import parse_run_config
+from fedmoe_flwr.logs import LEVEL_ENV, QUIET_ENV
 from fedmoe_flwr.server import artifacts
 from fedmoe_flwr.server.artifacts import RunDirectory, point, pointer_file
 from fedmoe_flwr.server.rundir import RunDirError, RunView, follow
 from fedmoe_flwr.tools.cli import main
 from tests.fake_grid import INIT, make_node, run
+from tests.test_quiet_logs import noise
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -124,24 +127,31 @@ sys.exit(127)
 
 
 @pytest.mark.slow
-def test_fedmoe_run_without_bash_or_symlinks(tmp_path):
+def test_fedmoe_run_without_bash_or_symlinks_prints_only_the_project_lines(tmp_path):
+    # One simulation for two promises: it runs with no bash and no symlinks, and (quiet by
+    # default) neither it nor `fedmoe route-eval` prints the libraries' known noise.
     guard_dir, calls = tmp_path / "guard", tmp_path / "bash-calls.log"
     guard_dir.mkdir()
     (guard_dir / "bash").write_text(GUARD.format(python=sys.executable, bash="/bin/bash",
                                                  log=str(calls)))
     (guard_dir / "bash").chmod(0o755)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{guard_dir}", "FEDMOE_NO_SYMLINKS": "1",
-           "FEDMOE_STATE": str(tmp_path / "state")}
+    env = {k: v for k, v in os.environ.items() if k not in QUIET_ENV and k != LEVEL_ENV}
+    env.update({"PATH": f"{BIN}{os.pathsep}{guard_dir}", "FEDMOE_NO_SYMLINKS": "1",
+                "FEDMOE_STATE": str(tmp_path / "state")})
     for tool in ("bash", "sh", "ls", "env", "pkill", "curl"):
         assert not (BIN / tool).exists(), f"{tool} in {BIN}: PATH would still have it"
-    config = (f"run.duration=5 train.sync-interval=2 run.name='nobash' "
+    config = (f"run.duration=900 run.max-updates=4 train.sync-interval=2 run.name='nobash' "
               f"run.output-dir='{tmp_path / 'out'}' run.specialties='python_expert,sql_expert' "
               f"sim.specialties='python_expert,sql_expert' "
               f"sim.data-paths='data/python.jsonl,data/sql.jsonl' sim.speed-factors='1,1'")
     fedmoe = str(BIN / "fedmoe")
     proc = subprocess.run([fedmoe, "run", "--nodes", "2", "--run-config", config], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    printed = proc.stdout + proc.stderr
+    assert proc.returncode == 0, printed[-4000:]
+    assert noise(printed) == {}, printed[-6000:]
+    assert re.search(r"tau=\d+\s+a=[\d.]+ .*loss [\d.]+", printed), printed[-3000:]  # updates
+    assert "results:" in printed and "registered" in printed
     out = tmp_path / "out"
     assert _links(out) == [] and (out / "latest.ref").read_text().strip() == "nobash"
     summary = json.loads((out / "nobash" / "summary.json").read_text())
@@ -156,6 +166,23 @@ def test_fedmoe_run_without_bash_or_symlinks(tmp_path):
                                   env=env, capture_output=True, text=True, timeout=300)
         assert exported.returncode == 0, exported.stdout + exported.stderr
     assert (tmp_path / "peft" / "adapter_config.json").is_file()
+    routed = subprocess.run([fedmoe, "route-eval", str(out / "latest"), "data/eval/python.jsonl",
+                             "data/eval/sql.jsonl"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=600)  # every router: loss loads the model
+    printed = routed.stdout + routed.stderr
+    assert routed.returncode == 0, printed[-4000:]
+    assert noise(printed) == {}, printed[-6000:]
+    assert "routing accuracy (top-1)" in printed and "loss" in printed and "ngrams" in printed
     assert _links(tmp_path / "vllm") == []
     assert not calls.exists(), f"bash was called outside Ray's worker start-up: " \
                                f"{calls.read_text()}"
+
+
+def test_a_pointer_named_run_dir_is_taken_as_the_run_dir_of_ask_and_route_eval(tmp_path):
+    from fedmoe_flwr.tools.cli import _split_run_dir
+
+    (tmp_path / "run").mkdir()
+    point(tmp_path / "latest", "run", symlinks=False)
+    items = [str(tmp_path / "latest"), "data/eval/sql.jsonl"]
+    assert _split_run_dir(items, "FILE.jsonl") == (items[0], items[1:])
+    assert _split_run_dir(["data/eval/sql.jsonl"], "FILE.jsonl") == (None, items[1:])

@@ -1,6 +1,9 @@
-"""Quiet by default: a real simulation and ``fedmoe route-eval`` print this project's lines
-(updates, load, tables) and none of the libraries' known noise; ``FEDMOE_LOG_LEVEL=DEBUG``
-brings it back."""
+"""Quiet by default: this project's lines and none of the libraries' known noise;
+``FEDMOE_LOG_LEVEL=DEBUG`` (``fedmoe --verbose``) brings it back.
+
+The end-to-end check (a real simulation and ``fedmoe route-eval`` print the update lines,
+the tables and none of :data:`NOISE`) shares its run with the no-bash test:
+``tests/test_no_bash.py::test_fedmoe_run_without_bash_or_symlinks_prints_only_the_project_lines``."""
 
 import os
 import re
@@ -8,12 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from fedmoe_flwr.logs import QUIET_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
-FEDMOE = Path(sys.executable).parent / "fedmoe"
 # What people saw before (bash scripts/run.sh, fedmoe route-eval / ask), one pattern each.
 NOISE = {
     "bitsandbytes kernels": r"Failed to load CPU gemm_4bit_forward|No module named 'kernels'",
@@ -25,40 +25,13 @@ NOISE = {
     "ray dedup": r"Ray deduplicates logs|repeated \d+x across cluster",
     "warning source line": r"^\s*warnings\.warn\(",
 }
-def _noise(text: str) -> dict[str, list[str]]:
+def noise(text: str) -> dict[str, list[str]]:
     found = {}
     for name, pattern in NOISE.items():
         lines = [line for line in text.splitlines() if re.search(pattern, line)]
         if lines:
             found[name] = lines[:3]
     return found
-
-
-def _fedmoe(*args, env, timeout=900):
-    return subprocess.run([str(FEDMOE), *(str(a) for a in args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.mark.slow
-def test_a_run_and_route_eval_print_only_the_project_lines(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in QUIET_ENV and k != "FEDMOE_LOG_LEVEL"}
-    env["FEDMOE_STATE"] = str(tmp_path / "state")
-    config = (f"run.duration=5 train.sync-interval=2 run.name='quiet' "
-              f"run.output-dir='{tmp_path}/out'")
-    proc = subprocess.run(["bash", "scripts/run.sh", "--run-config", config], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=900)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    assert _noise(out) == {}, out[-6000:]
-    assert re.search(r"tau=\d+\s+a=[\d.]+ .*loss [\d.]+", out), out[-3000:]  # update lines
-    assert "results:" in out and "registered" in out
-    run = tmp_path / "out" / "quiet"
-    files = [f"data/eval/{d}.jsonl" for d in ("python", "sql", "docs")]
-    routed = _fedmoe("route-eval", run, *files, env=env)  # every router; loss loads the model
-    out = routed.stdout + routed.stderr
-    assert routed.returncode == 0, out[-4000:]
-    assert _noise(out) == {}, out[-6000:]
-    assert "routing accuracy (top-1)" in out and "loss" in out and "ngrams" in out
 
 
 def _in_child(code: str, **env: str) -> subprocess.CompletedProcess:

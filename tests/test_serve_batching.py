@@ -93,10 +93,10 @@ def test_a_full_queue_refuses_at_once():
     batcher = Batcher(SimpleNamespace(), lambda req: None, max_queue=2, start=False)
     for _ in range(2):
         batcher.submit(Job(None, [], lambda *_: None))
-    t0 = time.monotonic()
+    # Nothing consumes the queue (start=False): a submit that waited for room would never
+    # return, so getting Overloaded back at all shows it refuses without waiting.
     with pytest.raises(Overloaded, match="--max-queue 2"):
         batcher.submit(Job(None, [], lambda *_: None))
-    assert time.monotonic() - t0 < 0.1
 
 
 

@@ -13,8 +13,8 @@ from fedmoe_flwr.merge.rules import fedasync_mix, fedbuff_apply, weighted_averag
 from fedmoe_flwr.merge.validation import update_norm_ratio
 from fedmoe_flwr.server.artifacts import RunDirectory, load_adapter_weights
 from fedmoe_flwr.server.background import BackgroundWorker
-from fedmoe_flwr.server.experts import ExpertState
-from fedmoe_flwr.server.federation import Federation, GatewayPlan
+from fedmoe_flwr.server.experts import Contribution, ExpertState
+from fedmoe_flwr.server.federation import Federation, GatewayPlan, NonFiniteMerge
 from fedmoe_flwr.weights import all_finite
 from fedmoe_flwr.wire import INDEX, PACKED, from_array_record, to_array_record
 from tests.fake_grid import make_node, run
@@ -147,6 +147,21 @@ def test_a_run_ends_with_a_gateway_of_the_final_experts(tmp_path):
     assert summary["gateway"]["expert_versions"] == gw.expert_versions
     assert loop.federation.backlog() == 0
     assert not [t for t in threading.enumerate() if t.name.startswith("fedmoe-")]  # closed
+
+
+def test_a_refused_non_finite_merge_counts_nothing(tmp_path):
+    # the counters (examples seen: the gateway's weight; staleness; version) move only
+    # with a published merge: a refused one must not raise the expert's gateway weight
+    fed, _ = _federation(tmp_path)
+    nan = {k: np.full_like(v, np.nan) for k, v in W.items()}
+    with pytest.raises(NonFiniteMerge):
+        fed.publish("a", nan, [Contribution(1, 50, 3, 1.0)])
+    held = fed.experts["a"]
+    assert (held.examples_seen, held.version, dict(held.staleness)) == (0, 0, {})
+    np.testing.assert_array_equal(held.weights["m.lora_B.weight"], W["m.lora_B.weight"])
+    fed.publish("a", {k: v + 1 for k, v in W.items()}, [Contribution(1, 50, 3, 1.0)])
+    assert (held.examples_seen, held.version, dict(held.staleness)) == (50, 1, {3: 1})
+    fed.close()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",

@@ -37,6 +37,23 @@ from fedmoe_flwr.config import ConfigError
 from fedmoe_flwr.tools.actors import default_actors, gpu_share
 from fedmoe_flwr.tools.overrides import merge, to_toml
 
+RUN_HELP = """usage: fedmoe run [--nodes N] [--run-config FILE_OR_PAIRS]... [flwr run arguments]
+
+A Flower simulation of the app in the working directory: its own SuperLink on a
+free 127.0.0.1 port, `flwr run . --stream`, the run's final status, and every
+process it started stopped by process id at the end or on Ctrl-C.
+
+  --nodes N            simulated SuperNodes (default: $NUM_SUPERNODES or 4)
+  --run-config VALUE   a TOML file (conf/fedbuff.toml) or 'key=value key=value'
+                       pairs; several are merged in order (flwr keeps only its last)
+  other arguments      passed to `flwr run` unchanged (flwr run --help)
+
+Environment: SIM_ACTORS (Ray actors; default max(4, cores), at most the nodes and
+what memory allows),
+FEDMOE_STATE (SuperLink home, logs, model cache; default ./.fedmoe),
+FEDMOE_LOG_LEVEL=DEBUG (every library's output), FEDMOE_NO_SYMLINKS=1 (pointer
+files instead of symlinks in run directories)."""
+
 
 @dataclass(frozen=True)
 class Simulation:
