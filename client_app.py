@@ -35,6 +35,7 @@ from fedmoe_flwr.node.model import LoadedModel, ensure_adapter, freeze_a, load_b
 from fedmoe_flwr.node.overlap import ContinuousTrainer, Progress, paused, trainer_for
 from fedmoe_flwr.node.redteam import lie
 from fedmoe_flwr.node.settings import NodeSettings, node_data, node_settings
+from fedmoe_flwr.node.sim_overlap import simulated_exchange
 from fedmoe_flwr.node.simulation import join_late, pacer
 from fedmoe_flwr.node.training import TrainResult, TrainSpec, evaluate_loss, train_for_budget
 from fedmoe_flwr.node.update import update_record
@@ -180,14 +181,18 @@ def _overlapped(context: Context, cfg: AppConfig, node: NodeSettings, loaded: Lo
                 instr: TrainInstruction, received: dict, rows: list,
                 spec: TrainSpec) -> Progress:
     """Hand the weights to the node's training thread; reply at the sync boundary."""
-    if node.partition is not None or not os.environ.get(TASK_STARTED_ENV):
-        raise ConfigError("train.overlap keeps training between messages, which needs one "
-                          "process serving this node across them: a deployed SuperNode with "
-                          "a warm worker (not a cold node, and not a simulation, whose "
-                          "actors serve any node)")
     if node.ranks > 1:
         raise ConfigError("train.overlap with node config 'gpus' > 1 is not supported: the "
                           "overlapped thread trains on one device; use one or the other")
+    if node.partition is not None:  # simulation: the pool actors serve any node
+        return simulated_exchange(context.run_id, context.node_id, dict(context.run_config),
+                                  dict(context.node_config), instr.adapter, received,
+                                  instr.version, spec)
+    if not os.environ.get(TASK_STARTED_ENV):
+        raise ConfigError("train.overlap keeps training between messages, which needs one "
+                          "process serving this node across them: a deployed SuperNode with "
+                          "a warm worker (this node is cold: start it with a warm worker), "
+                          "or a simulation")
     ffa = cfg.model.lora_variant == "ffa"
 
     def make() -> ContinuousTrainer:

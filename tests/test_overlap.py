@@ -103,3 +103,31 @@ def test_a_new_run_stops_the_old_runs_trainers(setup):
 def test_overlap_needs_a_time_budget_not_a_step_cap():
     with pytest.raises(ConfigError, match="train.max-steps = 0"):
         parse_run_config({"train.overlap": True, "train.max-steps": 5})
+
+
+def test_a_waiting_handler_gets_the_model_before_the_next_step():
+    # A lock is not fair: a training thread that releases it and retakes it at once could
+    # starve a handler (seen in simulation: a node's reply held up for its whole run).
+    # _give_way, called by the thread between two steps, returns only once every handler
+    # that was waiting has taken the model.
+    import threading
+
+    from fedmoe_flwr.node import overlap
+
+    got = threading.Event()
+
+    def handler():
+        with paused():
+            got.set()
+
+    with overlap._MODEL_LOCK:  # a step in progress
+        thread = threading.Thread(target=handler)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while overlap._waiting == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert overlap._waiting == 1 and not got.is_set()
+    overlap._give_way()  # the step ended: the thread gives way before taking the lock again
+    assert got.wait(timeout=30)
+    thread.join(timeout=30)
+    assert overlap._waiting == 0

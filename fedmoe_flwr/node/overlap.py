@@ -34,12 +34,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedmoe_flwr.node.adapters import get_adapter_weights, set_adapter_weights
-from fedmoe_flwr.node.training import Batches, TrainSpec, optimizer_for, optimizer_step
+from fedmoe_flwr.node.training import (
+    Batches,
+    StepHook,
+    StepReport,
+    TrainSpec,
+    optimizer_for,
+    optimizer_step,
+)
 from fedmoe_flwr.weights import Weights
 
 log = logging.getLogger(__name__)
 RULES = ("carry", "replace")
 _MODEL_LOCK = threading.RLock()  # one user of the model at a time: a step, or a handler
+# Handlers waiting for the model.  A lock is not fair: a training thread that releases it
+# and takes it again at once can starve a waiting handler for as long as it trains, so the
+# thread gives way (between two steps) while this is above zero.
+_waiting = 0
+_WAITING_LOCK = threading.Lock()
 _TRAINERS: dict[tuple, ContinuousTrainer] = {}
 
 
@@ -61,8 +73,24 @@ class Progress:
 @contextlib.contextmanager
 def paused() -> Iterator[None]:
     """Hold every training thread at a step boundary (handlers that use the model)."""
-    with _MODEL_LOCK:
+    global _waiting
+    with _WAITING_LOCK:
+        _waiting += 1
+    try:
+        _MODEL_LOCK.acquire()
+    finally:
+        with _WAITING_LOCK:
+            _waiting -= 1
+    try:
         yield
+    finally:
+        _MODEL_LOCK.release()
+
+
+def _give_way() -> None:
+    """Between two steps: let every handler that waits for the model have it first."""
+    while _waiting:
+        time.sleep(0.001)
 
 
 class ContinuousTrainer:
@@ -70,12 +98,13 @@ class ContinuousTrainer:
 
     def __init__(self, loaded: Any, adapter: str, rows: list, spec: TrainSpec,
                  rule: str = "carry", idle_after: float = 120.0,
-                 prepare: Any = None) -> None:
+                 prepare: Any = None, after_step: StepHook | None = None) -> None:
         if rule not in RULES:
             raise ValueError(f"unknown overlap rule {rule!r}; valid: {RULES}")
         self.loaded, self.adapter, self.rows, self.spec = loaded, adapter, rows, spec
         self.rule, self.idle_after = rule, idle_after
         self.prepare = prepare or (lambda: None)  # e.g. FFA-LoRA's freeze of A
+        self.after_step = after_step  # a simulated slow node's pacing (outside the lock)
         self.batches = Batches(len(rows), spec.batch_size, spec.seed)
         self.optimizer: Any = None
         self.params: list = []
@@ -95,7 +124,7 @@ class ContinuousTrainer:
     def exchange(self, received: Weights, version: int) -> Progress:
         """Adopt the newest weights, wait for the sync boundary, report the progress."""
         self.last_message = arrived = time.monotonic()
-        with _MODEL_LOCK:
+        with paused():
             self._adopt(received, version)
             in_flight = self.train_seconds  # trained since the previous reply, until now
         self._start()
@@ -103,7 +132,7 @@ class ContinuousTrainer:
             if not self._alive():
                 raise RuntimeError(f"the training thread of {self.adapter!r} stopped")
             time.sleep(0.01)
-        with _MODEL_LOCK:
+        with paused():
             now = get_adapter_weights(self.loaded.peft_model, self.adapter)
             done = Progress(now, self.base, self.base_version, self.steps, self.examples,
                             self.tokens, self.loss_sum / max(self.steps, 1),
@@ -129,7 +158,7 @@ class ContinuousTrainer:
     def _start(self) -> None:
         if self._alive():
             return
-        with _MODEL_LOCK:
+        with paused():
             self.loaded.peft_model.set_adapter(self.adapter)
             self.prepare()
             self.params, self.optimizer = optimizer_for(self.loaded.peft_model,
@@ -149,21 +178,27 @@ class ContinuousTrainer:
                 log.info("%s: no message for %.0fs: training paused", self.adapter,
                          self.idle_after)
                 return  # the next message starts a new thread (same optimizer)
+            _give_way()
             with _MODEL_LOCK:
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), time.process_time()
                 if model.active_adapter != self.adapter:
                     model.set_adapter(self.adapter)  # a handler switched it
                     self.prepare()
                 model.train()
                 picked = [self.rows[i] for i in self.batches.next()]
-                loss, real, _ = optimizer_step(model, picked, self.params, self.optimizer,
-                                               tok.pad_token_id, self.loaded.device,
-                                               self.spec.prompt_weight)
+                loss, real, padded = optimizer_step(model, picked, self.params,
+                                                    self.optimizer, tok.pad_token_id,
+                                                    self.loaded.device, self.spec.prompt_weight)
                 self.steps += 1
                 self.examples += len(picked)
                 self.tokens += real
                 self.loss_sum += loss
                 self.train_seconds += time.perf_counter() - t0
+            if self.after_step is not None:  # a simulated slow node: its sleep is its work
+                s0 = time.perf_counter()
+                self.after_step(StepReport(s0 - t0, time.process_time() - cpu0, padded))
+                with _MODEL_LOCK:
+                    self.train_seconds += time.perf_counter() - s0
 
     def stop(self) -> None:
         """End the training thread (a new run, or the process shutting down)."""
