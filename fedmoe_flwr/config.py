@@ -172,7 +172,8 @@ class TrainConfig(Section):
     torch_threads: int = setting(1, "train.torch-threads", "torch threads per node "
                                  "(0 = torch default)", ge=0, le=1024)
     overlap: bool = setting(False, "train.overlap", "keep training while the update travels "
-                            "(deployed SuperNodes with warm workers; docs/deployment.md)")
+                            "(deployed SuperNodes with warm workers, or a simulation: one "
+                            "training actor per node; docs/deployment.md)")
     overlap_rule: str = setting("carry", "train.overlap-rule", "overlap: the newest weights "
                                 "plus what the node learned while its update travelled "
                                 "(carry), or the newest weights alone (replace)",
@@ -235,10 +236,10 @@ class RobustConfig(Section):
     min_keep: float = setting(0.5, "robust.min-keep", "refuse an update that leaves less than "
                               "this share of the expert's norm (an all-zero update leaves 0)",
                               ge=0, le=1)
-    min_cosine: float = setting(-0.3, "robust.min-cosine", "refuse a change whose cosine "
+    min_cosine: float = setting(-0.4, "robust.min-cosine", "refuse a change whose cosine "
                                 "with the expert's recent movement is below this (honest "
-                                "changes: 0.08 at least while learning, -0.11 once "
-                                "converged, when changes are noise)", ge=-1, le=1)
+                                "changes measured down to -0.17, and -0.29 just after a "
+                                "resume; docs/safety.md)", ge=-1, le=1)
     max_norm_ratio: float = setting(3.0, "robust.max-norm-ratio", "refuse a change over this "
                                     "many times the median norm of recent accepted changes "
                                     "(honest changes measured 1.15 at most)", gt=1, le=1e6)

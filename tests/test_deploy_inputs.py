@@ -53,7 +53,8 @@ GOOD_HOSTS = [("coordinator.example.org", "coordinator.example.org"), ("A-1.b", 
 BAD_HOSTS = ["", "10.0.0.256", "10.0.0", "1.2.3.4.5", "999.1.1.1", "host\nevil", "host name",
              " host", "a..b", "-a.b", "a-.b", "a_b.org", "../etc", "a/b", "a\\b", "*.example",
              "x" * 64, ".".join(["a" * 60] * 5), "example.123", "host:80", "1.2.3.4:80",
-             "[::1]", "h'x", 'h"x', "fe80::1%eth0\n", "host.", "\x00"]
+             "[::1]", "h'x", 'h"x', "fe80::1%eth0\n", "host.", "\x00",
+             "fe80::1%eth0", "fe80::1%2"]  # scoped: a certificate would drop the scope
 
 
 @pytest.mark.parametrize(("value", "want"), GOOD_HOSTS)
@@ -221,7 +222,9 @@ def test_parse_supernode_start_checks_and_fills_every_value(tmp_path):
     (["key", "a/b"], "NAME must be"),
     (["key", "a", "b"], "unexpected argument"),
     (["register"], "KEY.pub is required"),
-    (["register", "../x.pub"], "KEY.pub must be"),
+    (["register", "../x.pub"], "public key file ../x.pub not found"),  # a path, not a name
+    (["register", "/nonexistent.pub"], "public key file /nonexistent.pub not found"),
+    (["register", "x y.pub"], "KEY.pub must be"),
     (["register", "x\n.pub"], "KEY.pub must be"),
     (["frobnicate"], "unknown command"),
 ])

@@ -68,6 +68,21 @@ DAMAGE = [
      "field 'target_modules'"),
     ("NaN with a matching checksum", lambda d: _nan_with_checksum(d), "holds NaN or Inf"),
     ("meta.json missing", lambda d: (d / "meta.json").unlink(), "has no meta.json"),
+    # adapter_config.json has no checksum: it must agree with the (verified) weights
+    ("rank disagrees with the weights", lambda d: _edit(d / "adapter_config.json", r=4),
+     "field 'r' is 4, but the weights hold rank-8"),
+    ("targets miss the weights' modules", lambda d: _edit(
+        d / "adapter_config.json", target_modules=["nonexistent_proj"]),
+     "does not name module 'q_proj'"),
+    ("alpha infinite", lambda d: _edit(d / "adapter_config.json", lora_alpha=float("inf")),
+     "field 'lora_alpha'"),
+    # the optional meta.json fields the commands format and resume counts with
+    ("nodes not a list", lambda d: _edit(d / "meta.json", nodes=5), "field 'nodes'"),
+    ("eval_losses a list", lambda d: _edit(d / "meta.json", eval_losses=[1]),
+     "field 'eval_losses'"),
+    ("last_train_loss a string", lambda d: _edit(d / "meta.json", last_train_loss="x"),
+     "field 'last_train_loss'"),
+    ("updates a string", lambda d: _edit(d / "meta.json", updates="x"), "field 'updates'"),
 ]
 
 
@@ -114,6 +129,95 @@ def test_damaged_checkpoint_is_a_one_line_error_in_every_command(
     assert err.startswith("fedmoe: error: ") and message in err and "\n" not in err, err
     assert str(run_dir) in err  # names the file
     assert not (tmp_path / "out").exists()
+
+
+def _router(**ngram_counts_or_centroids):
+    """A router.json of hand-made statistics: ``ngrams=`` counts, ``centroids=`` vectors."""
+    ngrams = ngram_counts_or_centroids.get("ngrams")
+    centroids = ngram_counts_or_centroids.get("centroids", {})
+    doc = {"specialties": {s: {"centroid": c, "examples": 1, "nodes": 1}
+                           for s, c in centroids.items()}}
+    if ngrams is not None:
+        doc["ngrams"] = {"buckets": ngrams.pop("buckets", 8), "sizes": [3, 4, 5],
+                         "specialties": ngrams}
+    return __import__("json").dumps(doc)
+
+
+GOOD = {"python_expert": {"1": 2.0}, "sql_expert": {"3": 1.0}}
+RUN_DAMAGE = [  # damage of the run's other files; each is a one-line error in every command
+    ("gateway coefficient a string", lambda r: _edit(current(r, "gateway") / "meta.json",
+                                                     coefficients={"sql_expert": "a"}),
+     "field 'coefficients'"),
+    ("gateway coefficients a list", lambda r: _edit(current(r, "gateway") / "meta.json",
+                                                    coefficients=[1, 2]),
+     "field 'coefficients'"),
+    ("gateway rank disagrees with its meta", lambda r: _edit(
+        current(r, "gateway") / "adapter_config.json", r=15), "field 'r'"),
+    ("an expert removed", lambda r: (r / "experts" / "sql_expert").unlink(),
+     "experts/sql_expert is missing, but"),
+    ("every expert removed", lambda r: shutil.rmtree(r / "experts"),
+     "holds no expert checkpoint"),
+    ("experts/ replaced by a file", lambda r: (shutil.rmtree(r / "experts"), (
+        r / "experts").write_text("x")), "holds no expert checkpoint"),
+    ("run_config.json rank differs", lambda r: (r / "run_config.json").write_text(
+        '{"model.lora-r": 4}'), "model.lora-r is 4, field 'r' is 8"),
+    ("run_config.json model differs", lambda r: (r / "run_config.json").write_text(
+        '{"model.name": "nope-model"}'), "model.name is 'nope-model'"),
+    ("summary updates a string", lambda r: _edit(r / "summary.json", updates="x"),
+     "summary.json is damaged: field 'updates'"),
+    ("n-gram count NaN", lambda r: (r / "router.json").write_text(_router(ngrams={
+        **GOOD, "sql_expert": {"3": float("nan")}})), "'ngrams.specialties.sql_expert'"),
+    ("n-gram count negative", lambda r: (r / "router.json").write_text(_router(ngrams={
+        **GOOD, "sql_expert": {"3": -5.0}})), "finite and non-negative"),
+    ("n-gram count past float32", lambda r: (r / "router.json").write_text(_router(ngrams={
+        **GOOD, "sql_expert": {"3": 1e300}})), "finite and non-negative"),
+    ("n-gram buckets huge", lambda r: (r / "router.json").write_text(_router(ngrams={
+        **GOOD, "buckets": 10 ** 12})), "field 'ngrams.buckets'"),
+    ("n-gram bucket id outside", lambda r: (r / "router.json").write_text(_router(ngrams={
+        **GOOD, "sql_expert": {"99": 1.0}})), "bucket ids outside"),
+    ("centroid NaN", lambda r: (r / "router.json").write_text(_router(centroids={
+        "python_expert": [float("nan"), 0.0], "sql_expert": [0.0, 1.0]})), "finite vector"),
+    ("centroid huge", lambda r: (r / "router.json").write_text(_router(centroids={
+        "python_expert": [1e300, 0.0], "sql_expert": [0.0, 1.0]})), "mean of unit"),
+    ("centroids of different lengths", lambda r: (r / "router.json").write_text(_router(
+        centroids={"python_expert": [1.0, 0.0], "sql_expert": [0.0, 0.5, 0.5]})),
+     "differs from the others'"),
+    ("centroid not numbers", lambda r: (r / "router.json").write_text(_router(centroids={
+        "python_expert": "abc", "sql_expert": [0.0, 1.0]})), "must be a list of numbers"),
+    ("router names an expert the run lacks", lambda r: (r / "router.json").write_text(
+        _router(ngrams={**GOOD, "docs_expert": {"2": 1.0}})),
+     "experts/docs_expert is missing, but"),
+]
+
+
+@pytest.mark.parametrize(("name", "damage", "message"), RUN_DAMAGE,
+                         ids=[d[0] for d in RUN_DAMAGE])
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_damaged_run_file_is_a_one_line_error_in_every_command(
+        run_dir, tmp_path, capsys, name, damage, message, command):
+    damage(run_dir)
+    assert main(COMMANDS[command](run_dir, tmp_path / "out")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fedmoe: error: ") and message in err and "\n" not in err, err
+    assert str(run_dir) in err  # names the file
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_without_these_files_is_still_fine(run_dir, capsys):
+    (run_dir / "router.json").write_text(_router(ngrams=dict(GOOD), centroids={
+        "python_expert": [0.6, 0.8], "sql_expert": [0.0, 1.0]}))
+    (run_dir / "run_config.json").write_text('{"model.name": "qwen2-tiny"}')
+    assert main(["experts", str(run_dir)]) == 0, capsys.readouterr().err
+
+
+def test_resume_refuses_damaged_meta_with_one_config_error(run_dir):
+    from fedmoe_flwr.server.resume import load_resume_state
+
+    for changes in ({"updates": "x"}, {"eval_losses": [1, 2]}):
+        _edit(current(run_dir) / "meta.json", **changes)
+        with pytest.raises(ConfigError, match="run.resume-from.*meta.json is damaged"):
+            load_resume_state(str(run_dir), parse_run_config({}).model,
+                              ("python_expert", "sql_expert"))
 
 
 @pytest.mark.parametrize("file", ["run_config.json", "router.json"])

@@ -200,7 +200,11 @@ BAD_DEPLOY = [
     (["certs", "10.0.0.256"], "not a valid IP address"),
     (["certs", "ok.example", "bad\nhost"], "must be a DNS name"),
     (["key", "../x"], "NAME must be"),
-    (["register", "../x.pub"], "KEY.pub must be"),
+    (["register", "../x.pub"], "public key file ../x.pub not found"),  # a path, not a name
+    (["register", "x y.pub"], "KEY.pub must be"),
+    (["register", "/nonexistent/x.pub"], "public key file /nonexistent/x.pub not found"),
+    (["certs", "fe80::1%eth0"], "scoped IPv6 address"),
+    (["certs", "ok.example", "fe80::1%2"], "scoped IPv6 address"),
 ]
 
 

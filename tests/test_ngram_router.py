@@ -62,5 +62,5 @@ def test_router_json_round_trip_and_damage(tmp_path):
     doc = book.to_json()
     doc["ngrams"]["specialties"]["sql_expert"] = {"-1": 3.0}
     (tmp_path / ROUTER_FILE).write_text(json.dumps(doc))
-    with pytest.raises(ConfigError, match="damaged n-gram counts"):
+    with pytest.raises(ConfigError, match="is damaged: field 'ngrams.specialties.sql_expert'"):
         load_ngram_counts(tmp_path)

@@ -75,6 +75,29 @@ def test_direction_and_norm_checks_start_after_the_warmup():
         pytest.approx(np.hypot(1.5, 0.2))
 
 
+# The lowest cosine of an honest change measured in the committed chaos campaign (-0.29, just
+# after a resume), the red node's flip in that campaign (-0.42), and the flips of the
+# fake-Grid red-team test (-0.76 to -0.85).
+HONEST_LOWEST, FLIPS = -0.2927, (-0.42, -0.76, -0.85)
+
+
+@pytest.mark.parametrize(("cos", "refused"), [(HONEST_LOWEST, False),
+                                              (HONEST_LOWEST - 0.1, False),
+                                              *[(c, True) for c in FLIPS], (-1.0, True)])
+def test_the_default_cosine_bound_leaves_honest_changes_a_margin(cos, refused):
+    g = UpdateGuard(RobustConfig())  # the defaults, warm-up included
+    current = w(50, 50)
+    for i in range(g.rules.warmup):  # an expert that moved along (1, 0)
+        g.accept("a", w(51 + i, 50), w(1, 0))
+    delta = w(cos, float(np.sqrt(1 - cos * cos)))  # unit norm: the median change's
+    update = {K: current[K] + delta[K]}
+    if refused:
+        with pytest.raises(UpdateRejected, match="against-expert"):
+            g.judge("a", update, delta, current)
+    else:
+        assert g.judge("a", update, delta, current).cos == pytest.approx(cos, abs=1e-6)
+
+
 def test_an_exact_repeat_of_a_reply_or_a_version_is_a_replay():
     g = guard()
     g.accept("a", w(2, 1), w(1, 0))

@@ -165,6 +165,8 @@ def _parse_line(raw: bytes, source: str, kinds: dict[str, str]) -> Task | None:
         obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except ValueError as exc:
         raise TaskError(f"{source}: invalid JSON: {exc}") from None
+    except RecursionError:  # json's C decoder gives up on deep nesting with this
+        raise TaskError(f"{source}: invalid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise TaskError(f"{source}: a task must be a JSON object, got {type(obj).__name__}")
     kind = _kind(obj, source)

@@ -18,11 +18,30 @@ from typing import Any
 import numpy as np
 
 from fedmoe_flwr.config import ConfigError, RouterConfig
-from fedmoe_flwr.routing.ngrams import NGRAM_SIZES, check_counts
+from fedmoe_flwr.routing.ngrams import MAX_BUCKETS, NGRAM_SIZES, check_counts
 from fedmoe_flwr.routing.router import RouterSources, Scorer
 
 ROUTER_FILE = "router.json"  # in the run directory: what the routers learned from the nodes
 MAX_CENTROID_DIM = 65_536  # a hidden size far above any Qwen's (7B: 3584)
+
+
+def centroid_problem(vec: Any, dims: set[tuple[int, ...]]) -> str | None:
+    """Why a centroid is unusable (None = fine): registration's rule, and ``router.json``'s.
+
+    ``dims``: the shapes of the other centroids, which it must share.
+    """
+    if not isinstance(vec, np.ndarray) or vec.ndim != 1 or not 0 < vec.size <= \
+            MAX_CENTROID_DIM or not np.issubdtype(vec.dtype, np.floating) or \
+            not np.isfinite(vec).all():
+        return f"centroid of shape {getattr(vec, 'shape', None)} is not a finite vector"
+    if dims and vec.shape not in dims:
+        return f"centroid of shape {vec.shape} differs from the others' {sorted(dims)}"
+    with np.errstate(over="ignore"):  # a huge finite vector's length is inf: refused
+        length = float(np.linalg.norm(vec.astype(np.float64)))
+    if length > 1.0 + 1e-3:
+        return (f"centroid of length {length:.3g} is not a mean of unit embeddings "
+                f"(at most 1)")
+    return None
 
 
 class CentroidBook:
@@ -52,19 +71,11 @@ class CentroidBook:
 
     def add(self, node_id: int, specialty: str, vec: Any, count: Any) -> str | None:
         """Keep one node's centroid; return why it is unusable instead (None = kept)."""
-        dims = {v.shape for _, v, _ in self.by_node.values()}
-        if not isinstance(vec, np.ndarray) or vec.ndim != 1 or not 0 < vec.size <= \
-                MAX_CENTROID_DIM or not np.issubdtype(vec.dtype, np.floating) or \
-                not np.isfinite(vec).all():
-            return f"centroid of shape {getattr(vec, 'shape', None)} is not a finite vector"
-        if dims and vec.shape not in dims:
-            return f"centroid of shape {vec.shape} differs from the others' {sorted(dims)}"
+        problem = centroid_problem(vec, {v.shape for _, v, _ in self.by_node.values()})
+        if problem:
+            return problem
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             return f"centroid example count {count!r} is not a positive integer"
-        length = float(np.linalg.norm(vec.astype(np.float64)))
-        if length > 1.0 + 1e-3:
-            return (f"centroid of length {length:.3g} is not a mean of unit embeddings "
-                    f"(at most 1)")
         self.by_node[node_id] = (specialty, vec.astype(np.float32), min(count, self.max_count))
         return None
 
@@ -113,27 +124,84 @@ def _capped(totals: list[float]) -> float:
     return 2.0 * float(np.median(totals)) if len(totals) >= 3 else float("inf")
 
 
+def _dense(sparse: Any, buckets: int) -> np.ndarray:
+    """One specialty's sparse ``{bucket id: count}`` of ``router.json`` as a count vector."""
+    if not isinstance(sparse, dict):
+        raise TypeError("must be an object of bucket id -> count")
+    vec = np.zeros(buckets, np.float32)
+    ids = np.array([int(i) for i in sparse], dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= buckets):
+        raise IndexError(f"bucket ids outside [0, {buckets})")
+    with np.errstate(all="ignore"):  # a count past float32's range becomes inf: refused
+        vec[ids] = np.asarray(list(sparse.values()), dtype=np.float64)
+    return vec
+
+
+def _ngrams_problem(block: Any) -> str | None:
+    if not isinstance(block, dict):
+        return "field 'ngrams' must be an object"
+    buckets = block.get("buckets")
+    if not isinstance(buckets, int) or isinstance(buckets, bool) or \
+            not 0 < buckets <= MAX_BUCKETS:
+        return (f"field 'ngrams.buckets' must be a whole number in [1, {MAX_BUCKETS}], got "
+                f"{str(buckets)[:40]!r}")
+    specialties = block.get("specialties")
+    if not isinstance(specialties, dict):
+        return "field 'ngrams.specialties' must be an object"
+    for name, sparse in specialties.items():
+        try:
+            problem = check_counts(_dense(sparse, buckets), buckets)
+        except (ValueError, TypeError, IndexError) as err:
+            problem = f"{type(err).__name__}: {' '.join(str(err).split())[:80]}"
+        if problem:
+            return f"field 'ngrams.specialties.{name}': {problem}"
+    return None
+
+
+def router_doc_problem(doc: dict[str, Any]) -> str | None:
+    """Why ``router.json`` cannot be routed with (None = fine), naming the field.
+
+    The rules are registration's (:meth:`CentroidBook.add`, :func:`check_counts`): a
+    file edited or damaged after the nodes registered gets no more trust than they did.
+    """
+    specialties = doc.get("specialties", {})
+    if not isinstance(specialties, dict):
+        return "field 'specialties' must be an object"
+    dims: set[tuple[int, ...]] = set()
+    for name, entry in specialties.items():
+        where = f"field 'specialties.{name}.centroid'"
+        try:
+            vec = np.asarray(entry["centroid"], dtype=np.float64)
+        except (TypeError, KeyError, ValueError, IndexError):
+            return f"{where} must be a list of numbers"
+        problem = centroid_problem(vec, dims)
+        if problem:
+            return f"{where}: {problem}"
+        dims.add(vec.shape)
+    return None if doc.get("ngrams") is None else _ngrams_problem(doc["ngrams"])
+
+
+def _router_doc(path: Path) -> dict[str, Any]:
+    """``router.json``, checked (see :func:`router_doc_problem`); damage is a ConfigError."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as err:
+        raise ConfigError(f"{path} is damaged ({type(err).__name__}: {err})") from None
+    problem = "a JSON object was expected" if not isinstance(doc, dict) else \
+        router_doc_problem(doc)
+    if problem:
+        raise ConfigError(f"{path} is damaged: {problem}")
+    return doc
+
+
 def load_ngram_counts(run_root: Path) -> dict[str, np.ndarray]:
     """Per-specialty n-gram counts the nodes sent at registration (``router.json``)."""
     path = run_root / ROUTER_FILE
-    try:
-        block = json.loads(path.read_text())["ngrams"] if path.exists() else None
-        if block is None:
-            raise ConfigError(f"{path} holds no n-gram counts (router.ngram-buckets = 0, or "
-                              f"the run is older); use --router centroid, loss or keywords")
-        buckets = int(block["buckets"])
-        out = {}
-        for specialty, sparse in block["specialties"].items():
-            vec = np.zeros(buckets, np.float32)
-            ids = np.array([int(i) for i in sparse], dtype=np.int64)
-            if ids.size and (ids.min() < 0 or ids.max() >= buckets):
-                raise IndexError(f"bucket ids outside [0, {buckets})")
-            vec[ids] = list(sparse.values())
-            out[specialty] = vec
-        return out
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
-        raise ConfigError(f"{path} has damaged n-gram counts ({type(err).__name__}: {err}); "
-                          f"use --router centroid, loss or keywords") from None
+    block = _router_doc(path).get("ngrams") if path.exists() else None
+    if block is None:
+        raise ConfigError(f"{path} holds no n-gram counts (router.ngram-buckets = 0, or "
+                          f"the run is older); use --router centroid, loss or keywords")
+    return {s: _dense(sparse, block["buckets"]) for s, sparse in block["specialties"].items()}
 
 
 def load_centroids(run_root: Path) -> dict[str, np.ndarray]:
@@ -143,13 +211,8 @@ def load_centroids(run_root: Path) -> dict[str, np.ndarray]:
         raise ConfigError(f"{path} does not exist: the run's nodes sent no centroids "
                           f"(router.centroid-examples = 0, or the run is older); use "
                           f"--router loss or keywords")
-    try:
-        data = json.loads(path.read_text())
-        return {s: np.asarray(e["centroid"], dtype=np.float32)
-                for s, e in data["specialties"].items()}
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
-        raise ConfigError(f"{path} is damaged ({type(err).__name__}: {err}); use --router "
-                          f"loss or keywords") from None
+    return {s: np.asarray(e["centroid"], dtype=np.float32)
+            for s, e in _router_doc(path).get("specialties", {}).items()}
 
 
 class CentroidScorer(Scorer):

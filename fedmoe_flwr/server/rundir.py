@@ -10,37 +10,32 @@ every reader here goes through it.
 
 Opening a :class:`RunView` checks the whole run first (every adapter's
 ``meta.json`` and ``adapter_config.json`` fields, its weights against the
-checksum in ``meta.json`` and for NaN/Inf, and ``run_config.json``,
-``router.json`` and ``summary.json`` as JSON), so a damaged, truncated or
-altered file stops any command at once with one line naming the file and
+checksum in ``meta.json``, for NaN/Inf and against the rank and modules its
+config names, ``run_config.json``'s ``model.*`` against the adapters,
+``router.json`` by registration's rules, and that every expert another file
+names is there: :mod:`fedmoe_flwr.server.runchecks`), so a damaged, truncated
+or altered file stops any command at once with one line naming the file and
 field, before a model is loaded or anything is written.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fedmoe_flwr.contract import GATEWAY
+from fedmoe_flwr.server import runchecks
 from fedmoe_flwr.server.artifacts import POINTER_SUFFIX, load_adapter_weights, pointer_file
+from fedmoe_flwr.server.runchecks import RunDirError
 from fedmoe_flwr.weights import Weights, all_finite, weights_checksum
 
 DEFAULT_RUN_DIR = Path("outputs") / "latest"
-
-
-class RunDirError(ValueError):
-    """A run directory, or an adapter in it, cannot be used as asked."""
-
-
-def _field(path: Path, obj: dict[str, Any], key: str, ok: Any, want: str) -> Any:
-    """``obj[key]`` if ``ok(value)``, else an error naming the file, the field and the value."""
-    value = obj.get(key)
-    if not ok(value):
-        raise RunDirError(f"{path} is damaged: field {key!r} must be {want}, got "
-                          f"{str(value)[:60]!r}")
-    return value
+__all__ = ["DEFAULT_RUN_DIR", "AdapterInfo", "RunDirError", "RunView", "checkpoint_names",
+           "follow", "read_checkpoint"]
+_field, _whole = runchecks.field, runchecks.whole
 
 
 def follow(link: Path) -> Path | None:
@@ -79,21 +74,18 @@ def checkpoint_names(directory: Path) -> list[str]:
     return sorted(names)
 
 
-def _whole(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-
 def _check_meta(path: Path, meta: dict[str, Any]) -> None:
     _field(path, meta, "version", _whole, "a whole number >= 0")
     _field(path, meta, "sha256", lambda v: isinstance(v, str) and len(v) == 64
            and all(c in "0123456789abcdef" for c in v), "a sha256 hex digest")
+    runchecks.check_meta_fields(path, meta)
 
 
 def _check_config(path: Path, config: dict[str, Any]) -> None:
     _field(path, config, "peft_type", lambda v: v == "LORA", '"LORA"')
     _field(path, config, "r", lambda v: _whole(v) and v >= 1, "a whole number >= 1")
-    _field(path, config, "lora_alpha", lambda v: isinstance(v, (int, float))
-           and not isinstance(v, bool) and v > 0, "a positive number")
+    _field(path, config, "lora_alpha", lambda v: runchecks.number(v) and math.isfinite(v)
+           and v > 0, "a positive finite number")
     _field(path, config, "target_modules", lambda v: isinstance(v, list) and v and all(
         isinstance(m, str) for m in v), "a non-empty list of module names")
 
@@ -136,6 +128,7 @@ class AdapterInfo:
                               f"checkpoint is damaged")
         if not all_finite(weights):
             raise RunDirError(f"{file} holds NaN or Inf; the checkpoint cannot be used")
+        runchecks.check_weights_match(self.path, self.config, weights)
         return weights
 
 
@@ -159,11 +152,26 @@ class RunView:
 
     def check(self) -> None:
         """Every file of the run as the commands will read it (see the module docstring)."""
-        for name in self.names():
-            self.adapter(name).weights()
-        for name in ("run_config.json", "router.json", "summary.json"):
-            if (self.root / name).exists():
-                _json(self.root / name)
+        adapters = [self.adapter(name) for name in self.names()]
+        for info in adapters:
+            info.weights()
+            if info.kind == "gateway":
+                runchecks.check_gateway_meta(info)
+        docs = {name: _json(self.root / name) for name in
+                ("run_config.json", "router.json", "summary.json") if (self.root / name).exists()}
+        if "run_config.json" in docs:
+            runchecks.check_run_model(self.root / "run_config.json", docs["run_config.json"],
+                                      adapters)
+        if "router.json" in docs:
+            runchecks.check_router(self.root / "router.json", docs["router.json"])
+        if "summary.json" in docs:
+            runchecks.check_summary(self.root / "summary.json", docs["summary.json"])
+        gateway = next((a.meta for a in adapters if a.kind == "gateway"), None)
+        named = runchecks.named_experts(self.root, docs.get("router.json"),
+                                        docs.get("summary.json"), gateway)
+        runchecks.check_experts_present(self.root, [a.name for a in adapters
+                                                    if a.kind == "expert"], named,
+                                        live="summary.json" not in docs)
 
     def _links(self) -> dict[str, tuple[str, Path]]:
         links = {}
@@ -200,13 +208,9 @@ class RunView:
             if path is None:
                 continue
             try:
-                meta = _json(path / "meta.json")
-                config = _json(path / "adapter_config.json")
+                return read_checkpoint(name, kind, path, self.root)
             except FileNotFoundError:
                 continue
-            _check_meta(path / "meta.json", meta)
-            _check_config(path / "adapter_config.json", config)
-            return AdapterInfo(name, kind, path, self.root, meta, config)
         raise RunDirError(f"{link} kept changing while being read; try again")
 
     def experts(self) -> list[AdapterInfo]:
@@ -222,6 +226,20 @@ class RunView:
         """The run's flat run config (``run_config.json``; empty for a hand-made directory)."""
         path = self.root / "run_config.json"
         return _json(path) if path.exists() else {}
+
+
+def read_checkpoint(name: str, kind: str, path: Path, run_root: Path) -> AdapterInfo:
+    """One resolved version directory's meta and config, their fields checked.
+
+    Raises FileNotFoundError when the directory (or a file of it) is gone: the
+    writer pruned or re-saved that version, and a caller following a live run
+    resolves the link again (only the weights are read lazily, by ``weights()``).
+    """
+    meta = _json(path / "meta.json")
+    config = _json(path / "adapter_config.json")
+    _check_meta(path / "meta.json", meta)
+    _check_config(path / "adapter_config.json", config)
+    return AdapterInfo(name, kind, path, run_root, meta, config)
 
 
 def _json(path: Path) -> dict[str, Any]:

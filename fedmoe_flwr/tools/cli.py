@@ -36,7 +36,7 @@ from fedmoe_flwr.config import ROUTER_COMBINE, ConfigError
 from fedmoe_flwr.execution.tasks import TaskError
 from fedmoe_flwr.logs import setup_logging
 from fedmoe_flwr.routing import router_names
-from fedmoe_flwr.server.artifacts import STOP_FILE
+from fedmoe_flwr.server.artifacts import STOP_FILE, pointer_file
 from fedmoe_flwr.server.rundir import RunDirError, RunView
 from fedmoe_flwr.tools.export import (
     FORMATS,
@@ -45,7 +45,7 @@ from fedmoe_flwr.tools.export import (
     export_adapter,
     export_run,
 )
-from fedmoe_flwr.tools.limits import SettingError, check_text
+from fedmoe_flwr.tools.limits import SettingError, check_listen, check_out_file, check_text
 from fedmoe_flwr.tools.limits import check_generation as _check_generation
 
 _FLAGS = {"max_new_tokens": "--max-new-tokens", "temperature": "--temperature", "seed": "--seed"}
@@ -103,8 +103,12 @@ def cmd_gateway(run: RunView, console: Console) -> None:
 
 
 def _split_run_dir(items: list[str], what: str) -> tuple[str | None, list[str]]:
-    """``[RUN_DIR] ITEM...``: the first item is the run directory when it is a directory."""
-    if len(items) > 1 and Path(items[0]).is_dir():
+    """``[RUN_DIR] ITEM...``: the first item is the run directory when it is a directory.
+
+    A run directory written without symlinks is named by a pointer file
+    (``outputs/latest`` is ``outputs/latest.ref``): that counts as a directory too.
+    """
+    if len(items) > 1 and (Path(items[0]).is_dir() or pointer_file(Path(items[0])).is_file()):
         return items[0], items[1:]
     if not items:
         raise RunDirError(f"missing {what}")
@@ -117,9 +121,33 @@ def _router_overrides(args: argparse.Namespace) -> dict:
             "temperature": args.router_temperature, "candidate_tokens": args.candidate_tokens}
 
 
+_ROUTER_FLAGS = {"router.method": "--router", "router.top-k": "--top-k",
+                 "router.threshold": "--threshold", "router.temperature": "--router-temperature",
+                 "router.candidate-tokens": "--candidate-tokens", "router.combine": "--combine"}
+
+
+def _app_config(run: RunView, args: argparse.Namespace, **extra: object) -> object:
+    """The run's config with the router flags applied; a bad flag's error names the flag.
+
+    The flags are checked by the config's own rules (:func:`limits.check_router`,
+    as ``serve`` checks its settings), which name the run config key: the user
+    typed ``--top-k``, so that is what the one line says.
+    """
+    from fedmoe_flwr.tools.inference import run_app_config
+
+    try:
+        return run_app_config(run, **_router_overrides(args), **extra)
+    except SettingError as err:
+        flag = _ROUTER_FLAGS.get(err.setting)
+        if flag is None:
+            raise
+        raise ConfigError(str(err).replace(f"run config key '{err.setting}'", flag, 1)) \
+            from None
+
+
 def cmd_ask(args: argparse.Namespace, console: Console) -> None:
     """Route one prompt, generate, and show the experts used and their scores."""
-    from fedmoe_flwr.tools.inference import Assistant, run_app_config
+    from fedmoe_flwr.tools.inference import Assistant
 
     run_dir, rest = _split_run_dir(args.items, "PROMPT")
     if len(rest) != 1:
@@ -127,7 +155,7 @@ def cmd_ask(args: argparse.Namespace, console: Console) -> None:
     check_text(rest[0])
     check_generation(args.max_new_tokens, args.temperature, args.seed)
     run = RunView(run_dir)
-    cfg = run_app_config(run, combine=args.combine, **_router_overrides(args))
+    cfg = _app_config(run, args, combine=args.combine)
     assistant = Assistant(run, cfg)
     answer = assistant.ask(rest[0], max_new_tokens=args.max_new_tokens,
                            temperature=args.temperature, seed=args.seed)
@@ -143,19 +171,20 @@ def cmd_ask(args: argparse.Namespace, console: Console) -> None:
 
 def cmd_route_eval(args: argparse.Namespace, console: Console) -> None:
     """Accuracy and confusion matrix of every router on labelled prompts."""
-    from fedmoe_flwr.tools.inference import Assistant, run_app_config
+    from fedmoe_flwr.tools.inference import Assistant
     from fedmoe_flwr.tools.route_eval import NONE, evaluate_router, load_labelled
 
     run_dir, files = _split_run_dir(args.items, "FILE.jsonl")
-    run = RunView(run_dir)
-    cfg = run_app_config(run, **_router_overrides(args))
-    examples = load_labelled([Path(f) for f in files], cfg)
-    assistant = Assistant(run, cfg)
     methods = [args.router] if args.router else [m for m in router_names() if m != "arrow"]
     if methods == ["arrow"]:
         raise ConfigError("the arrow router mixes the experts per token: it makes no "
                           "per-prompt choice to count; compare it by answers (fedmoe score, "
                           "fedmoe evaluate --adapters arrow)")
+    run = RunView(run_dir)
+    cfg = _app_config(run, args)
+    examples = load_labelled([Path(f) for f in files], cfg,  # before the model loads
+                             [n for n in run.names() if n != "gateway"])
+    assistant = Assistant(run, cfg)
     summary = Table(title=f"routing accuracy (top-1) on {len(examples)} prompts")
     summary.add_column("router")
     specialties = sorted({s for _, s in examples})
@@ -206,6 +235,8 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> None:
     from fedmoe_flwr.tools import evaluate as ev
 
     check_generation(args.max_new_tokens, 0.0, 0)
+    if args.out is not None:  # before minutes of generation, not after them
+        check_out_file(args.out)
     if not 1 <= args.batch_size <= 512:
         raise ConfigError(f"--batch-size must be in [1, 512], got {args.batch_size}")
     if not 0 < args.timeout <= 600:
@@ -231,7 +262,10 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> None:
         table.add_row(*row)
     console.print(table)
     if args.out:
-        ev.write_json(card, args.out)
+        try:
+            ev.write_json(card, args.out)
+        except OSError as err:  # checked at the start; the disk may have filled since
+            raise ConfigError(f"--out {args.out}: cannot write it ({err.strerror})") from None
         console.print(f"answers and verdicts: {args.out}")
 
 
@@ -264,7 +298,14 @@ def _passthrough_parsers(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand but ``run`` and ``deploy`` (their own)."""
     ap = argparse.ArgumentParser(prog="fedmoe", description="Inspect and export the experts "
-                                 "and gateway of a FedMoE-Flower run.")
+                                 "and gateway of a FedMoE-Flower run.",
+                                 epilog="Quiet by default: only this project's lines and real "
+                                 "errors. FEDMOE_LOG_LEVEL=DEBUG (or --verbose before the "
+                                 "command) shows every library's log, warning and progress bar, "
+                                 "in every process the command starts.")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="every log line of every library (same as FEDMOE_LOG_LEVEL=DEBUG); "
+                    "put it before the command")
     sub = ap.add_subparsers(dest="command", required=True)
     _passthrough_parsers(sub)
     for name, text in (("experts", "table of the experts"),
@@ -342,6 +383,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     key = args.api_key if args.api_key is not None else os.environ.get("FEDMOE_API_KEY")
     check_server_settings(args.port, key)  # before the run is read or a model loaded
+    check_listen(args.host, args.port)  # a port in use: one line now, not uvicorn's later
     if args.upstream is not None:
         up_key = args.upstream_key if args.upstream_key is not None else \
             os.environ.get("FEDMOE_UPSTREAM_KEY")
@@ -391,13 +433,20 @@ def _passthrough(argv: list[str]) -> int | None:
 
         return console_main(argv[1:])
     if argv[:1] == ["run"]:  # every other argument belongs to `flwr run`: no parsing here
-        from fedmoe_flwr.tools.run import simulate
+        from fedmoe_flwr.tools.run import RUN_HELP, simulate
 
+        if any(a in ("-h", "--help") for a in argv[1:]):
+            print(RUN_HELP)  # and nothing started: a SuperLink only for a real run
+            return 0
         try:
             return simulate(argv[1:])
         except (ConfigError, RuntimeError) as err:
             print(f"fedmoe: error: {err}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:  # the SuperLink is stopped by simulate's own cleanup
+            print("fedmoe run: interrupted; every process it started is stopped",
+                  file=sys.stderr)
+            return 130
     if argv[:1] == ["deploy"]:  # its own parser: every value checked before anything runs
         from fedmoe_flwr.tools.deploy import main as deploy
 
@@ -408,8 +457,8 @@ def _passthrough(argv: list[str]) -> int | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fedmoe`` console script (``fedmoe --verbose CMD``: every log line)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    verbose = argv[:1] == ["--verbose"]
-    argv = argv[1:] if verbose else argv
+    verbose = argv[:1] in (["--verbose"], ["-v"])  # before the command: after it, a
+    argv = argv[1:] if verbose else argv  # command's own args (run's go to `flwr run`)
     # Before a library that reads its switches at import is imported; stderr keeps stdout
     # (answers, tables) clean for pipes.
     setup_logging(verbose, stream="stderr")
@@ -454,10 +503,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd_score(args, console)
         elif args.command == "evaluate":
             cmd_evaluate(args, console)
-    except (RunDirError, ConfigError, TaskError) as err:
+    except _input_errors() as err:  # evaluated when raised: DataError's module is loaded
         print(f"fedmoe: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    """The errors that mean bad input: printed as one line with exit status 2.
+
+    A data file's :class:`~fedmoe_flwr.node.data.DataError` counts only once
+    its module is loaded (importing it for the check would import ``datasets``
+    into every command); it cannot have been raised before that.
+    """
+    data = sys.modules.get("fedmoe_flwr.node.data")
+    return (RunDirError, ConfigError, TaskError, *([data.DataError] if data else []))
 
 
 if __name__ == "__main__":

@@ -87,14 +87,16 @@ def evaluate_base(model_name: str, tasks: list[Task], gen: GenerationSettings,
 def evaluate_run(run: Any, tasks: list[Task], gen: GenerationSettings,
                  limits: Limits = DEFAULT_LIMITS, only: Sequence[str] = ()) -> Scorecard:
     """The run's base model, every expert, the gateway and ``auto`` (or just ``only``)."""
+    from fedmoe_flwr.config import ConfigError
     from fedmoe_flwr.tools.inference import Assistant, run_app_config
 
-    assistant = Assistant(run, run_app_config(run))
-    names = [BASE, *assistant.experts, *(["gateway"] if "gateway" in run.names() else []),
-             AUTO, *([ARROW] if len(assistant.experts) > 1 else [])]
+    experts = [n for n in run.names() if n != "gateway"]
+    names = [BASE, *experts, *(["gateway"] if "gateway" in run.names() else []),
+             AUTO, *([ARROW] if len(experts) > 1 else [])]
     unknown = sorted(set(only) - set(names))
-    if unknown:
-        raise ValueError(f"--adapters {unknown} are not in this run; it has {names}")
+    if unknown:  # before the model loads
+        raise ConfigError(f"--adapters {unknown} are not in this run; it has {names}")
+    assistant = Assistant(run, run_app_config(run))
     card = Scorecard(tasks)
     default = [n for n in names if n != ARROW]  # arrow on request: it costs a pass per token
     for name in [n for n in names if n in only] if only else default:
@@ -180,5 +182,22 @@ def write_json(card: Scorecard, path: Path) -> None:
 
 
 def load_task_files(paths: Sequence[str | Path]) -> list[Task]:
-    """The tasks of every file (a bad line is a one-line error naming file:line)."""
-    return load_tasks([Path(p) for p in paths])
+    """The tasks of every file (a bad line is a one-line error naming file:line).
+
+    Each prompt also passes the text check of ``ask`` and ``serve`` (no lone
+    surrogate, not over the length limit), and files holding no task are an
+    error: a pass rate over nothing would print as 0% and look like a result.
+    """
+    from fedmoe_flwr.execution.tasks import TaskError
+    from fedmoe_flwr.tools.limits import SettingError, check_text
+
+    tasks = load_tasks([Path(p) for p in paths])
+    if not tasks:
+        raise TaskError(f"no tasks in {', '.join(map(str, paths))} (the files are empty)")
+    for task in tasks:
+        try:
+            check_text(task.prompt, "prompt")
+        except SettingError as err:  # "prompt is empty" -> "file:line: key 'prompt' is empty"
+            raise TaskError(f"{task.source}: key 'prompt' {str(err).removeprefix('prompt ')}") \
+                from None
+    return tasks

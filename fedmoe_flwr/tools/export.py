@@ -196,8 +196,19 @@ def _save_merged(info: AdapterInfo, out: Path, dtype: str) -> None:
     base_name = info.config.get("base_model_name_or_path") or ""
     if not base_name:
         raise RunDirError(f"{info.path}/adapter_config.json names no base model")
-    base_path = resolve_model_path(ModelConfig(name=base_name))
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, dtype))
+    try:
+        base_path = resolve_model_path(ModelConfig(name=base_name))
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, dtype))
+    except (OSError, ValueError) as err:  # not here and not downloadable (not --out's fault)
+        raise RunDirError(f"{info.path / 'adapter_config.json'}: base_model_name_or_path "
+                          f"{base_name!r} cannot be loaded ({type(err).__name__}: "
+                          f"{' '.join(str(err).split())[:120]})") from None
     merged = PeftModel.from_pretrained(base, str(info.path)).merge_and_unload()
+    bad = [k for k, t in merged.state_dict().items()
+           if torch.is_floating_point(t) and not bool(torch.isfinite(t).all())]
+    if bad:  # e.g. a huge lora_alpha: the checksum covers the weights, not the config
+        raise RunDirError(f"merging {info.path} into {base_name} gives NaN/Inf in {len(bad)} "
+                          f"tensors (first {bad[0]}; check lora_alpha in adapter_config.json); "
+                          f"nothing written")
     merged.save_pretrained(str(out))
     AutoTokenizer.from_pretrained(base_path).save_pretrained(str(out))

@@ -11,6 +11,7 @@ answer per expert and joins them, as the original FedMoE agent did.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,9 +22,9 @@ from fedmoe_flwr.merge.gateway import build_gateway
 from fedmoe_flwr.node.adapters import set_adapter_weights
 from fedmoe_flwr.node.data import encode_prompt
 from fedmoe_flwr.node.embedding import prompt_embeddings
-from fedmoe_flwr.node.model import ensure_adapter, load_base
+from fedmoe_flwr.node.model import LoadedModel, ensure_adapter, load_base
 from fedmoe_flwr.routing.arrow import attach_arrow, detach_arrow
-from fedmoe_flwr.routing.centroids import load_centroids, load_ngram_counts
+from fedmoe_flwr.routing.centroids import ROUTER_FILE, load_centroids, load_ngram_counts
 from fedmoe_flwr.routing.router import Route, Router, RouterSources
 from fedmoe_flwr.server.rundir import RunView
 from fedmoe_flwr.tools.limits import check_fits, check_generation, check_router, check_text
@@ -48,6 +49,41 @@ def run_app_config(run: RunView, **router_overrides: Any) -> AppConfig:
     except ConfigError as err:
         raise ConfigError(f"{run.root / 'run_config.json'}: {err}") from None
     return replace(cfg, router=check_router(cfg.router, **router_overrides))
+
+
+def load_run_base(run: RunView, cfg: AppConfig) -> LoadedModel:
+    """The run's base model, or one line naming ``run_config.json`` when it cannot load.
+
+    A model name that is not on this machine and cannot be downloaded (a
+    typo, a damaged file, no network) otherwise ends the command with the
+    hub client's traceback, which names neither the file nor the key.
+    """
+    where = run.root / "run_config.json"
+    try:
+        return load_base(cfg.model)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    except (OSError, ValueError) as err:  # hub: not found, offline, gated; a broken model
+        raise ConfigError(f"{where}: model.name {cfg.model.name!r} cannot be loaded "
+                          f"({type(err).__name__}: {' '.join(str(err).split())[:160]})"
+                          ) from None
+
+
+def model_centroids(root: Path, loaded: LoadedModel) -> dict[str, Any]:
+    """``router.json``'s centroids, refused when they are not of this model's width.
+
+    A centroid of another width (another base model's, or an edited file)
+    cannot be compared with this model's embeddings at all: one line naming the
+    file and field instead of numpy's broadcast error.
+    """
+    centroids = load_centroids(root)
+    hidden = int(getattr(loaded.peft_model.config, "hidden_size", 0) or 0)
+    for name, vec in centroids.items():
+        if hidden and vec.shape != (hidden,):
+            raise ConfigError(f"{root / ROUTER_FILE} is damaged: field "
+                              f"'specialties.{name}.centroid' has {vec.size} dimensions, "
+                              f"the base model's embeddings {hidden}")
+    return centroids
 
 
 @torch.no_grad()
@@ -85,7 +121,7 @@ class Assistant:
     def __init__(self, run: RunView, cfg: AppConfig) -> None:
         self.run = run
         self.cfg = cfg
-        self.loaded = load_base(cfg.model)
+        self.loaded = load_run_base(run, cfg)
         self.model = self.loaded.peft_model
         self.versions: dict[str, int] = {}  # expert -> checkpoint version in memory
         self._weights: dict[str, dict] = {}
@@ -96,7 +132,8 @@ class Assistant:
         """A router of any registered method over this run's experts."""
         root, layer = self.run.root, self.cfg.router.embedding_layer
         sources = RouterSources(
-            centroids=lambda: load_centroids(root), ngram_counts=lambda: load_ngram_counts(root),
+            centroids=lambda: model_centroids(root, self.loaded),
+            ngram_counts=lambda: load_ngram_counts(root),
             embed=lambda prompts: prompt_embeddings(self.loaded, prompts, layer=layer),
             prompt_losses=self.prompt_losses)
         return Router(rcfg, self.experts, sources)

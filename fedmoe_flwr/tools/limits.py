@@ -5,13 +5,19 @@ question, the generation settings and router overrides with these functions,
 so the command line and the HTTP server accept and refuse the same values
 (a negative temperature is an error in both, never "greedy" in one).  Each
 error is a :class:`SettingError` naming the setting; ``serve`` answers it as
-an OpenAI 400 with that setting as ``param``.
+an OpenAI 400 with that setting as ``param``.  The prompts of a file
+(``route-eval``, ``score``, ``evaluate``) get the same text check with the
+``file:line`` in front (:func:`check_text_at`); an output file and a listening
+address are checked here too, before any work starts (:func:`check_out_file`,
+:func:`check_listen`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from fedmoe_flwr.config import ConfigError, RouterConfig
@@ -45,6 +51,38 @@ def check_text(text: Any, setting: str = "prompt") -> str:
         raise SettingError(setting, f"{setting} holds a lone surrogate at position "
                                     f"{err.start} (\\ud800-\\udfff), which is not text") from None
     return text
+
+
+def check_text_at(text: Any, where: str, setting: str = "prompt") -> str:
+    """:func:`check_text` for a line of a file: the error starts with ``where`` (``file:line``).
+
+    ``route-eval``, ``score`` and ``evaluate`` read their prompts from files;
+    naming the line is what lets a user fix the one bad prompt among thousands.
+    """
+    try:
+        return check_text(text, setting)
+    except SettingError as err:
+        raise SettingError(setting, f"{where}: {err}") from None
+
+
+def check_out_file(path: Any, flag: str = "--out") -> Path:
+    """Refuse, before any work, an output file that could never be written.
+
+    ``evaluate`` writes its ``--out`` after minutes of generation; a directory,
+    a path under a file or an unwritable folder must fail first, in one line
+    naming the flag (the folders that do not exist yet are created on write).
+    """
+    out = Path(path)
+    if str(path) in ("", ".") or out.is_dir():
+        raise SettingError(flag, f"{flag} {path} is a directory; give the path of a file")
+    folder = out.parent
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        folder = folder.parent  # the deepest folder that exists: the new ones go in it
+    if not folder.is_dir():
+        raise SettingError(flag, f"{flag} {out}: {folder} is not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SettingError(flag, f"{flag} {out}: cannot write in {folder} (permission denied)")
+    return out
 
 
 def _integer(value: Any, setting: str, lo: int, hi: int) -> int:
@@ -84,3 +122,34 @@ def check_fits(prompt_tokens: int, max_new_tokens: int, context: int) -> None:
         raise SettingError("prompt", f"the prompt is {prompt_tokens:,} tokens; with "
                                      f"max_new_tokens {max_new_tokens} this model reads at "
                                      f"most {context:,} (shorten the prompt or the answer)")
+
+
+def check_listen(host: str, port: int) -> None:
+    """Refuse at start-up an address a server could never listen on (bound, then released).
+
+    Without this, ``serve`` and ``console`` print their address, and only then
+    does uvicorn fail to bind and exit 1 with its own message: a port in use or
+    a host that is not this machine's must be one line naming the flag, exit 2.
+    The socket is made as uvicorn makes its own (IPv6 when the host has a
+    ``:``, ``SO_REUSEADDR``), so what passes here binds there.
+    """
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise SettingError("--port", f"--port {port} is in use on {host} by another "
+                                         f"process; stop it or choose another port") from None
+        if err.errno == errno.EACCES:
+            raise SettingError("--port", f"--port {port}: not allowed to listen on it "
+                                         f"(ports under 1024 need root)") from None
+        reason = err.strerror or str(err)
+        raise SettingError("--host", f"--host {host!r} is not an address of this machine "
+                                     f"({reason})") from None
+    except (TypeError, ValueError, UnicodeError) as err:  # a NUL or an unencodable name
+        raise SettingError("--host", f"--host {host!r} is not an address ({err})") from None

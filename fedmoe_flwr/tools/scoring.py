@@ -18,6 +18,7 @@ from fedmoe_flwr.node.adapters import set_adapter_weights
 from fedmoe_flwr.node.model import LoadedModel, ensure_adapter, load_base
 from fedmoe_flwr.node.settings import NodeSettings, node_data, resolve_data_path
 from fedmoe_flwr.node.training import evaluate_loss
+from fedmoe_flwr.tools.limits import check_text_at
 from fedmoe_flwr.weights import Weights
 
 SCRATCH = "_score"  # adapter slot the scored weights are loaded into
@@ -73,14 +74,16 @@ def score_files(run: Any, cfg: AppConfig, files: list[Path]) -> dict[str, dict[s
     """
     from datasets import Dataset
 
-    from fedmoe_flwr.node.data import read_jsonl, tokenize
+    from fedmoe_flwr.node.data import tokenize
 
-    loaded = load_base(cfg.model)
+    every = {path: read_scored(path) for path in files}  # a bad file fails before the model
+    from fedmoe_flwr.tools.inference import load_run_base
+
+    loaded = load_run_base(run, cfg)  # a model that cannot load: one line naming the file
     model, tok = loaded.peft_model, loaded.tokenizer
     adapters = [*run.experts(), *([run.adapter("gateway")] if "gateway" in run.names() else [])]
     out: dict[str, dict[str, float]] = {}
-    for path in files:
-        rows, _ = read_jsonl(path)
+    for path, rows in every.items():
         data = list(tokenize(Dataset.from_list(rows), tok, cfg.train.max_seq_len))
         with model.disable_adapter():
             row = {"base": evaluate_loss(model, data, pad_id=tok.pad_token_id,
@@ -95,3 +98,20 @@ def score_files(run: Any, cfg: AppConfig, files: list[Path]) -> dict[str, dict[s
                                            device=loaded.device)
         out[str(path)] = row
     return out
+
+
+def read_scored(path: Path) -> list[dict[str, str]]:
+    """A file's rows, each line checked as a node's and its prompt as ``ask`` checks one.
+
+    The form of every line (UTF-8, JSON, both fields) is the nodes' rule
+    (``DataError`` naming ``file:line``); the prompt's text is the rule shared
+    with ``ask``, ``route-eval``, ``evaluate`` and ``serve``.
+    """
+    from fedmoe_flwr.node.data import read_jsonl
+
+    rows, _ = read_jsonl(path)  # on_error="fail": one row per non-blank line, in order
+    with Path(path).open("rb") as fh:
+        lines = [n for n, raw in enumerate(fh, 1) if raw.strip()]
+    for lineno, row in zip(lines, rows, strict=True):
+        check_text_at(row["prompt"], f"{path}:{lineno}")
+    return rows

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fedmoe_flwr.server.rundir import DEFAULT_RUN_DIR, RunDirError, follow
+from fedmoe_flwr.tools.limits import SettingError, check_listen
 
 DEFAULT_PORT = 8050
 KEY_ENV = "FEDMOE_API_KEY"  # the same variable ``fedmoe serve`` reads
@@ -69,7 +70,8 @@ def console_main(argv: Sequence[str]) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else DEFAULT_RUN_DIR
     try:
         port = check_settings(args.port, key, run_dir, args.run_dir is not None)
-    except ConsoleSettingError as err:
+        check_listen(args.host, port)  # before the address is printed: uvicorn fails after it
+    except (ConsoleSettingError, SettingError) as err:
         print(f"fedmoe: error: {err}", file=sys.stderr)
         return 2
     import uvicorn

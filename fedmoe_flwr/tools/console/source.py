@@ -3,22 +3,25 @@
 ``RUN_DIR`` is followed on every refresh, so ``outputs/latest`` (a symlink
 or ``latest.ref``) moves to a new run when one starts, and the page starts
 over with it.  Checkpoints are read through :func:`fedmoe_flwr.server.rundir.follow`
-(symlink or pointer file) and only their small ``meta.json``: a version
-directory never changes once published, so each is read once.  Nothing here
-verifies weights: the console must stay cheap while the run trains.
+(symlink or pointer file) and checked as every command checks them
+(:func:`fedmoe_flwr.server.rundir.read_checkpoint`: meta, config, weights
+against the checksum): a version directory changes only when the writer
+re-saves it, so each is verified once, which keeps the console cheap while the
+run trains.  A damaged checkpoint is shown as damaged (the ``damaged`` field,
+one line naming the file), never as a fine version; one pruned or re-saved by
+the writer between the link and the read is not damage: the next poll reads it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from fedmoe_flwr.contract import GATEWAY
-from fedmoe_flwr.server.rundir import RunDirError, checkpoint_names, follow
+from fedmoe_flwr.server.rundir import RunDirError, checkpoint_names, follow, read_checkpoint
 from fedmoe_flwr.tools.console.state import RunState
 from fedmoe_flwr.tools.console.tail import EventTail
 
@@ -34,7 +37,7 @@ class RunSource:
         self.generation = 0  # bumped on every start-over: a page's cursor then stops matching
         self.state = RunState()
         self.tail: EventTail | None = None
-        self._meta: dict[Path, dict[str, Any]] = {}
+        self._meta: dict[Path, tuple[int, tuple[dict[str, Any], None]]] = {}  # fine ones
         self._lock = threading.Lock()
 
     def view(self, cursor: str | None = None) -> dict[str, Any]:
@@ -97,22 +100,35 @@ class RunSource:
                             or info["ended"] else "live"))
         return info
 
-    def _meta_of(self, link: Path) -> dict[str, Any] | None:
+    def _meta_of(self, link: Path, kind: str = "expert") -> tuple[dict[str, Any],
+                                                                   str | None] | None:
+        """The checkpoint's meta and why it is damaged (None: it is fine); None: not now.
+
+        A fine version is remembered until its ``meta.json`` changes (the writer
+        re-saves a version to add its evaluation); a damaged one is read again on
+        every poll, so a version caught while being re-saved is flagged once at most.
+        """
         try:
             target = follow(link)
-        except RunDirError:
+            stamp = (target / "meta.json").stat().st_mtime_ns if target else None
+        except (RunDirError, OSError):
+            return None  # a pointer being rewritten, a version pruned or re-saved: next poll
+        if target is None or stamp is None or self.root is None:
             return None
-        if target is None:
-            return None
-        if target not in self._meta:
-            try:
-                meta = json.loads((target / "meta.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                return None  # pruned between follow and read, or half-copied: next poll
-            if len(self._meta) >= META_CACHE:
-                self._meta.clear()
-            self._meta[target] = meta if isinstance(meta, dict) else {}
-        return self._meta[target]
+        cached = self._meta.get(target)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            info = read_checkpoint(link.name, kind, target, self.root)
+            info.weights()
+        except FileNotFoundError:
+            return None  # pruned or re-saved between follow and read: next poll
+        except RunDirError as err:
+            return ({}, str(err)) if target.is_dir() else None
+        if len(self._meta) >= META_CACHE:
+            self._meta.clear()
+        self._meta[target] = (stamp, (info.meta, None))
+        return info.meta, None
 
     def _experts(self) -> list[dict[str, Any]]:
         names = set(self.state.experts) - {GATEWAY}
@@ -122,9 +138,10 @@ class RunSource:
         out = []
         for name in sorted(names):
             row = self.state.expert(name).row()
-            meta = self._meta_of(experts_dir / name) if experts_dir else None
-            meta = meta or {}
+            meta, damaged = (self._meta_of(experts_dir / name) if experts_dir else None) \
+                or ({}, None)
             row.update(checkpoint=meta.get("version"), examples=meta.get("examples_seen"),
+                       damaged=damaged,
                        staleness_histogram=meta.get("staleness_histogram", {}),
                        nodes=meta.get("nodes", sorted(row["by_node"])))
             if meta.get("version") is not None:
@@ -133,12 +150,13 @@ class RunSource:
         return out
 
     def _gateway(self) -> dict[str, Any] | None:
-        meta = self._meta_of(self.root / GATEWAY) if self.root else None
-        if meta is None:
+        read = self._meta_of(self.root / GATEWAY, GATEWAY) if self.root else None
+        if read is None:
             return None
+        meta, damaged = read
         keys = ("version", "method", "coefficients", "expert_versions", "eval_losses",
                 "lora_r", "lora_alpha")
-        return {k: meta.get(k) for k in keys}
+        return {**{k: meta.get(k) for k in keys}, "damaged": damaged}
 
 
 def _node_order(node: Any) -> tuple[int, str, str]:

@@ -44,6 +44,9 @@ def _connection(layout: Layout, hint: str) -> Path:
 def cmd_register(layout: Layout, opts: dict[str, Any]) -> int:
     """Allow a SuperNode's public key on this machine's SuperLink."""
     pub: Path = opts["key.pub"]
+    if not pub.is_file() and (pub.exists() or str(pub) != pub.name):  # a path, not a name
+        raise DeployError(f"{pub} is not a file" if pub.exists() else
+                          f"public key file {pub} not found")
     if not pub.is_file():  # a bare file name: the key made on this machine
         pub = keys.key_path(layout.keys, validate.name(str(pub), "KEY.pub"))
         if not pub.is_file():

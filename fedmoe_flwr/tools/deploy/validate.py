@@ -62,9 +62,14 @@ def host(value: str, what: str = "host") -> str:
         raise DeployError(f"{what} must be a DNS name or an IP address, got {value!r}")
     if ":" in value or re.fullmatch(r"[0-9.]+", value):
         try:
-            return str(ipaddress.ip_address(value))
+            ip = ipaddress.ip_address(value)
         except ValueError:
             raise DeployError(f"{what}: {value!r} is not a valid IP address") from None
+        if getattr(ip, "scope_id", None):  # a certificate's IP entry has no place for it
+            raise DeployError(f"{what}: {value!r} is a scoped IPv6 address (%{ip.scope_id}); "
+                              f"a certificate or a peer cannot use the scope: give a global "
+                              f"address or a DNS name")
+        return str(ip)
     labels = value.split(".")
     if len(value) > 253 or not all(_LABEL.fullmatch(label) for label in labels) \
             or labels[-1].isdigit():

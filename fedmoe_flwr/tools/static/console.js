@@ -312,7 +312,9 @@ function expertCard(name) {
 function fillExpertCard(card, e) {
   card.dataset.version = String(e.version);
   card.querySelector(".version").textContent = "v" + e.version;
-  card.querySelector(".facts").textContent = [e.updates + " updates",
+  card.querySelector(".version").classList.toggle("damaged", !!e.damaged);
+  card.querySelector(".facts").textContent = [
+    ...(e.damaged ? ["checkpoint damaged: " + e.damaged] : []), e.updates + " updates",
     (e.examples ?? "—") + " examples", "train " + fmtNum(e.train_loss),
     "held-out " + fmtNum(e.held_out)].join(" · ");
   const color = colorOf(e.name);
@@ -378,6 +380,8 @@ function renderGateway(gw) {
   box.replaceChildren(
     el("p", {}, el("span", { class: "version", text: "v" + gw.version }), " method ",
       el("strong", { text: gw.method || "—" }), gw.lora_r ? ", LoRA r=" + gw.lora_r : ""),
+    ...(gw.damaged ? [el("p", { class: "damaged", text: "checkpoint damaged: " + gw.damaged })]
+      : []),
     el("h4", { text: "coefficients (expert version merged)" }), coefBars,
     el("h4", { text: "held-out loss on each domain" }), lossBars);
 }
