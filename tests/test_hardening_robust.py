@@ -167,7 +167,53 @@ def test_honest_nodes_alone_are_never_refused(tmp_path):
     ups = [e for e in events if e["event"] == "update" and e["cos"] is not None]
     # Honest changes point along the expert's movement while it learns, and become noise
     # (cosine around 0, measured down to -0.17, -0.29 just after a resume) once it has
-    # converged: the default bound (-0.5) leaves that room, and catches a replay or a flip
+    # converged: the default bound (-0.4) leaves that room, and catches a replay or a flip
     # of a consistent change (-0.76 to -0.85 here).
     assert ups and min(e["cos"] for e in ups) > -0.3
     assert max(e["norm_ratio"] for e in ups) < 3.0 and min(e["keep"] for e in ups) > 0.5
+
+
+def test_a_resumed_run_keeps_the_guards_memory_and_its_quarantines(tmp_path):
+    # Run 1: three honest python nodes and a liar, quarantined after its lies. Its guard
+    # (movement, norms, digests, strikes) is saved with the run. Run 2 resumes: the liar
+    # stays refused, and a replay of a version of run 1 is still a replay.
+    common = {**ROBUST, "run.max-updates": 20}
+    nodes = {1: honest("python_expert", 1), 2: honest("python_expert", 2),
+             3: honest("python_expert", 3), 4: honest("sql_expert", 4, delay=10**6)}
+    first, _, _ = run(tmp_path / "a", {**nodes, 9: hostile("python_expert", ["flip"] * 6)},
+                      **common)
+    old = first.run_dir.root
+    assert first.nodes.refused.get(9, "").startswith("quarantined")
+    assert (old / "guard.safetensors").is_file()
+    guard = first.desk.guard
+    replayed = first.experts["python_expert"].weights  # a version run 1 published
+
+    def replayer(msg):  # an honest-looking node that sends run 1's expert back
+        if msg.metadata.message_type != "train":
+            return honest("python_expert", 5)(msg)
+        instr, _ = TrainInstruction.from_content(msg.content)
+        return TrainReply(TrainMetrics(8, 1.0, 1, 10, 0.1, 0.0, instr.version), False) \
+            .to_content(to_array_record(replayed)), 1
+
+    second, summary, events = run(
+        tmp_path / "b", {1: honest("python_expert", 1), 4: honest("sql_expert", 4, delay=10**6),
+                         9: hostile("python_expert", ["flip"] * 6), 5: replayer},
+        **{**common, "run.max-updates": 6, "run.resume-from": str(old)})
+    assert second.nodes.refused.get(9, "").startswith("quarantined")  # before it sent a thing
+    assert not [e for e in events if e["event"] == "update" and e["node"] == "9"]
+    assert summary["rejected"].get("replay", 0) >= 1, summary["rejected"]
+    restored = second.desk.guard
+    assert restored.accepted["python_expert"] >= guard.accepted["python_expert"]
+    assert set(guard.seen["python_expert"]) <= set(restored.seen["python_expert"])
+
+
+def test_a_damaged_guard_file_refuses_the_resume_naming_it(tmp_path):
+    from fedmoe_flwr.config import ConfigError
+
+    first, _, _ = run(tmp_path / "a", {1: honest("python_expert", 1),
+                                       4: honest("sql_expert", 4, delay=10**6)},
+                      **{**ROBUST, "run.max-updates": 4})
+    (first.run_dir.root / "guard.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ConfigError, match=r"guard\.safetensors is damaged"):
+        run(tmp_path / "b", {1: honest("python_expert", 1)},
+            **{**ROBUST, "run.max-updates": 2, "run.resume-from": str(first.run_dir.root)})

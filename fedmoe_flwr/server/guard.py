@@ -73,6 +73,7 @@ class UpdateGuard:
         self.seen: dict[str, deque] = {}
         self.accepted: Counter = Counter()
         self.strikes: Counter = Counter()
+        self.changes = 0  # bumped by every change of this memory (what is saved to disk)
 
     def judge(self, adapter: str, update: Weights, delta: Weights,
               current: Weights) -> UpdateStats:
@@ -119,8 +120,42 @@ class UpdateGuard:
     def remember(self, adapter: str, weights: Weights) -> None:
         """A reply or a published version whose exact repeat is a replay."""
         self.seen.setdefault(adapter, deque(maxlen=SEEN)).append(digest(weights))
+        self.changes += 1
 
     def strike(self, node_id: int) -> bool:
         """Count one robust refusal of the node; True once it is to be quarantined."""
         self.strikes[node_id] += 1
+        self.changes += 1
         return bool(self.rules.enabled and self.strikes[node_id] >= self.rules.strikes)
+
+    # ------------------------------------------------------------------ across a resume
+    def snapshot(self) -> tuple[dict, Weights]:
+        """What a resumed run needs to judge as this one would: counters and the movement.
+
+        Returns JSON-able counters (norms, digests, accepted changes, strikes) and the
+        recent-movement arrays keyed ``<adapter>/<tensor>``.
+        """
+        meta = {"norms": {a: list(d) for a, d in self.norms.items()},
+                "seen": {a: list(d) for a, d in self.seen.items()},
+                "accepted": dict(self.accepted),
+                "strikes": {str(n): s for n, s in self.strikes.items()}}
+        arrays = {f"{a}/{k}": v for a, w in self.momentum.items() for k, v in w.items()}
+        return meta, arrays
+
+    def restore(self, meta: dict, arrays: Weights) -> None:
+        """Continue from a :meth:`snapshot` of the run this one resumes."""
+        for key, value in arrays.items():
+            adapter, _, tensor = key.partition("/")
+            self.momentum.setdefault(adapter, {})[tensor] = np.asarray(value, np.float32)
+        for adapter, norms in meta.get("norms", {}).items():
+            self.norms[adapter] = deque((float(x) for x in norms), maxlen=RECENT)
+        for adapter, seen in meta.get("seen", {}).items():
+            self.seen[adapter] = deque((str(x) for x in seen), maxlen=SEEN)
+        self.accepted.update({a: int(n) for a, n in meta.get("accepted", {}).items()})
+        self.strikes.update({int(n): int(s) for n, s in meta.get("strikes", {}).items()})
+        self.changes += 1
+
+    def quarantined(self) -> list[int]:
+        """Nodes whose strikes reached ``robust.strikes`` (refused for the run)."""
+        return sorted(n for n, s in self.strikes.items()
+                      if self.rules.enabled and s >= self.rules.strikes)

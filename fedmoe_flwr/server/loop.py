@@ -32,6 +32,7 @@ from fedmoe_flwr.server.dispatch import Dispatcher, TrainPlan
 from fedmoe_flwr.server.evaluation import Evaluator
 from fedmoe_flwr.server.federation import Federation, GatewayPlan
 from fedmoe_flwr.server.guard import UpdateGuard
+from fedmoe_flwr.server.guard_state import GuardKeeper
 from fedmoe_flwr.server.ledger import PrivacyLedger
 from fedmoe_flwr.server.load import LoadMeter
 from fedmoe_flwr.server.messenger import Flight, Messenger
@@ -55,10 +56,8 @@ class FederationLoop:
         Where checkpoints and events go.
     strategy : Strategy
         The merge policy (``strategies/``).
-    clock, sleep : callables
-        Injected so tests drive the loop without waiting in real time.
-    poll_interval : float
-        Seconds between pulls when nothing arrived.
+    clock, sleep, poll_interval : callables, float
+        Injected time (tests drive the loop without waiting), and the pause when no reply came.
     """
 
     def __init__(self, *, cfg: AppConfig, run_dir: RunDirectory, strategy: Strategy,
@@ -100,6 +99,7 @@ class FederationLoop:
         self.load = LoadMeter(clock)
         self.stopping = False
         self._updates_at_start = 0
+        self.guard_keeper = GuardKeeper(self.desk.guard, run_dir.root, clock)
         if resume is not None:
             self._resume(resume)
 
@@ -111,12 +111,13 @@ class FederationLoop:
     def _resume(self, state: ResumeState) -> None:
         self.federation.resume(state.experts, state.gateway_version)
         self.stats.updates = self._updates_at_start = state.updates
+        if state.guard is not None:  # the old run's robust memory, quarantines included
+            self.guard_keeper.resume(*state.guard, self._quarantine)
         if state.router is not None:
             self.run_dir.write_json(ROUTER_FILE, state.router)
-        log.info("resuming from %s: %s; %d updates so far", state.source,
-                 ", ".join(f"{s} v{e.version}" for s, e in sorted(self.experts.items())),
-                 state.updates)
-        self.events.write(Resume(source=str(state.source), versions=self.federation.versions()))
+        versions = self.federation.versions()
+        log.info("resuming from %s: %s; %d updates so far", state.source, versions, state.updates)
+        self.events.write(Resume(source=str(state.source), versions=versions))
 
     # ------------------------------------------------------------------ phases
     def run(self, grid: Grid) -> dict[str, Any]:
@@ -143,6 +144,7 @@ class FederationLoop:
         fed.refresh_gateway()
         self._evaluate_blocking(grid, "final")
         fed.checkpoint_all()
+        self.guard_keeper.save(final=True)
         totals = RunTotals(self.strategy.name, self.clock() - fed.start, self.stats,
                            self.messenger.bytes_sent, self.cfg.comm.compression,
                            self.ledger.summary() if self.ledger.enabled else None)
@@ -188,6 +190,7 @@ class FederationLoop:
             self.dispatcher.send(grid, self.strategy, self.nodes, fed.experts)
         self.load.report_if_due(self.events, self.clock() - fed.start, fed.backlog(),
                                 self.messenger.count("train"))
+        self.guard_keeper.save()
 
     def poll(self, grid: Grid) -> int:
         """Pull every available reply and handle it; returns how many arrived."""

@@ -21,6 +21,7 @@ from fedmoe_flwr.contract import LoraSignature
 from fedmoe_flwr.lora import lora_signature
 from fedmoe_flwr.routing.centroids import ROUTER_FILE
 from fedmoe_flwr.server.experts import ExpertState
+from fedmoe_flwr.server.guard_state import load_guard
 from fedmoe_flwr.server.rundir import RunDirError, RunView
 
 
@@ -33,6 +34,7 @@ class ResumeState:
     gateway_version: int
     updates: int
     router: dict[str, Any] | None
+    guard: tuple[dict, Any] | None = None  # the robust guard's memory (guard_state)
 
 
 def load_resume_state(path: str, model_cfg: ModelConfig, specialties: tuple[str, ...],
@@ -67,5 +69,10 @@ def load_resume_state(path: str, model_cfg: ModelConfig, specialties: tuple[str,
     router_path = run.root / ROUTER_FILE
     summary = run.summary() or {}  # a run killed before its end has none: count versions
     updates = int(summary.get("updates", sum(e.updates for e in experts.values())))
+    try:
+        guard = load_guard(run.root)
+    except RunDirError as err:
+        raise ConfigError(f"run config key 'run.resume-from': {err}") from None
     return ResumeState(run.root, experts, gateway_version, updates,
-                       json.loads(router_path.read_text()) if router_path.exists() else None)
+                       json.loads(router_path.read_text()) if router_path.exists() else None,
+                       guard)
