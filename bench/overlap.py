@@ -23,6 +23,16 @@ budget, stops everything it started and reads ``metrics.jsonl`` and
 - held-out loss of each expert on its own domain at the end of the budget.
 
 Writes ``bench/results/overlap.md`` and ``overlap.json``.
+
+``--simulation`` runs the other arm instead: scenario (b) of ``async_vs_sync.py``
+(six simulated nodes, two per specialty, one of each pair 4x slower, time dilated
+to fit the cores, one Flower actor per node) with FedAsync stop-and-wait against
+``train.overlap`` (carry and replace), the same wall-clock budget and sync
+interval, and FedAvg as the target row.  Each version is scored by the
+benchmark's own held-out scorer.  Writes ``bench/results/overlap_sim.md`` and
+``overlap_sim.json``::
+
+    bash scripts/bench.sh overlap --simulation --intervals 5
 """
 
 from __future__ import annotations
@@ -116,6 +126,50 @@ def write(rows: list[dict], out: Path) -> str:
     return text
 
 
+def simulation(interval: float, budget: float, work: Path, out: Path) -> str:
+    """Scenario (b) in simulation: stop-and-wait against overlap (carry, replace)."""
+    import async_vs_sync as avs
+
+    timed = f"fedasync+train.max-steps=0+train.sync-interval={interval:g}"
+    modes = {"stop-and-wait": timed, "overlap-carry": timed + "+train.overlap=true",
+             "overlap-replace": timed + "+train.overlap=true+train.overlap-rule=replace"}
+    args = argparse.Namespace(budget=budget, steps=20, seed=42, work=work, out=out,
+                              seconds_per_token=0.0, rescore=False)
+    results, targets = avs.compare(args, ["b"], ["fedavg", *modes.values()])
+    rows = []
+    for mode, label in modes.items():
+        r = next(r for r in results if r.strategy == label)
+        run = work / f"b-{avs.label_dir(label)}"
+        rows.append({"mode": mode, "interval": interval, **summarise(run),
+                     "scored": {s: r.curves[s][-1][1] for s in avs.SPECIALTIES},
+                     "to_target": r.per_specialty})
+    domains = list(avs.SPECIALTIES)
+    lines = ["| mode | updates | node time training | time between replies (median) | "
+             "in flight (median) | " + " | ".join(f"{d} loss (to FedAvg's target)"
+                                                  for d in domains) + " |",
+             "|---|---:|---:|---:|---:|" + "---|" * len(domains)]
+    for r in rows:
+        cells = [f"{r['scored'][d]:.3f} ({avs._fmt_s(r['to_target'][d])}"
+                 f"{'' if r['to_target'][d] is None else ' s'})" for d in domains]
+        lines.append(f"| {r['mode']} | {r['updates']} | {100 * r['share']:.0f}% | "
+                     f"{r['gap']:.1f} s | {r['in_flight']:.1f} s | " + " | ".join(cells) + " |")
+    target = ", ".join(f"{d} {targets['b'][d]:.3f}" for d in domains)
+    text = "\n".join(lines)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "overlap_sim.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out / "overlap_sim.md").write_text(
+        "# Overlapped training in simulation: scenario (b)\n\n"
+        f"`bash scripts/bench.sh overlap --simulation --intervals {interval:g}`, "
+        f"{time.strftime('%Y-%m-%d')}: six simulated nodes (two per specialty, one of each "
+        f"pair 4x slower, time dilated {avs.dilation(avs.SCENARIOS['b'].speed_factors):.2f}x "
+        f"to fit the cores), FedAsync, train.sync-interval {interval:g} s, {budget:g} s of "
+        "training per case, one Flower actor per node; with overlap each node trains in a "
+        "Ray actor of its own. Losses are the benchmark's held-out loss of each expert's "
+        "last version within the budget (lower is better), with the time it first reached "
+        f"FedAvg's final loss in the same scenario ({target}).\n\n{text}\n")
+    return text
+
+
 def main() -> None:
     """Every (interval, mode) case, then the table."""
     import os
@@ -127,8 +181,16 @@ def main() -> None:
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--work", type=Path, default=ROOT / ".fedmoe" / "bench-overlap")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--simulation", action="store_true",
+                    help="scenario (b) in simulation instead of the deployment")
+    ap.add_argument("--budget", type=float, default=75.0,
+                    help="--simulation: training seconds per case")
     args = ap.parse_args()
     os.environ.setdefault("FEDMOE_CACHE", str(ROOT / ".fedmoe" / "cache"))
+    if args.simulation:
+        interval = float(args.intervals.split(",")[0])
+        print(simulation(interval, args.budget, args.work / "sim", args.out))
+        return
     rows = []
     for interval in [float(x) for x in args.intervals.split(",")]:
         for mode in args.modes.split(","):

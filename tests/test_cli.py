@@ -39,6 +39,7 @@ def test_gateway_table(run_dir, capsys):
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["experts", "/nonexistent/run"], "run directory /nonexistent/run does not exist"),
+    (["experts", "{run}/metrics.jsonl"], "metrics.jsonl is a file, not a run directory"),
     (["export", "{run}", "--adapter", "rust_expert", "--out", "{tmp}/x"],
      "no adapter 'rust_expert' in .*; valid: python_expert, sql_expert, gateway"),
     (["export", "{run}", "--adapter", "gateway", "--out", "{tmp}"], "exists; choose another"),

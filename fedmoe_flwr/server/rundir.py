@@ -138,6 +138,9 @@ class RunView:
     def __init__(self, path: str | Path | None = None, *, check: bool = True) -> None:
         given = Path(path) if path else DEFAULT_RUN_DIR
         root = follow(given)  # outputs/latest: a symlink or outputs/latest.ref
+        if root is not None and root.exists() and not root.is_dir():
+            raise RunDirError(f"{given} is a file, not a run directory (run directories are "
+                              f"under run.output-dir)")
         if root is None or not root.is_dir():
             hint = ("start a run first, or pass RUN_DIR" if not path
                     else "check the path (run directories are under run.output-dir)")
