@@ -210,16 +210,34 @@ BAD_DEPLOY = [
 
 @pytest.mark.parametrize(("args", "message"), BAD_DEPLOY, ids=[a[-1][:20] + m[:10]
                                                              for a, m in BAD_DEPLOY])
-def test_deploy_script_refuses_unsafe_arguments_before_starting_anything(tmp_path, args,
-                                                                         message):
+def test_deploy_refuses_unsafe_arguments_before_starting_anything(tmp_path, monkeypatch,
+                                                                  capsys, args, message):
+    # In-process: the same entry point the wrapper execs (one subprocess run below proves
+    # the wrapper passes arguments and exit status through unchanged).
+    from fedmoe_flwr.tools.deploy.cli import main
+
     quoted = tmp_path / "it's.jsonl"
     quoted.write_text(GOOD + "\n")
     args = [str(quoted) if a == "QUOTED" else a for a in args]
-    env = {"FEDMOE_DEPLOY": str(tmp_path / "deploy"), "PATH": "/usr/bin:/bin",
-           "HOME": str(tmp_path)}
-    proc = subprocess.run(["bash", "scripts/deploy.sh", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and message in proc.stderr, proc.stdout + proc.stderr
-    assert proc.stderr.startswith("deploy: error: ") and proc.stderr.count("\n") == 1
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("FEDMOE_DEPLOY", str(tmp_path / "deploy"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert err.startswith("deploy: error: ") and err.count("\n") == 1
     assert not (tmp_path / "deploy").exists()  # nothing was written, nothing started
     assert not (tmp_path.parent / "x").exists() and not (tmp_path / "x").exists()
+
+
+def test_the_deploy_script_passes_arguments_and_exit_status_through(tmp_path):
+    env = {"FEDMOE_DEPLOY": str(tmp_path / "deploy"), "PATH": "/usr/bin:/bin",
+           "HOME": str(tmp_path)}
+    args = ["supernode", "start", "n'x", "--specialty", "sql_expert", "--data",
+            "data/sql.jsonl"]
+    proc = subprocess.run(["bash", "scripts/deploy.sh", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("deploy: error: NAME must be"), proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert not (tmp_path / "deploy").exists()
