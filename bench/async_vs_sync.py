@@ -47,6 +47,7 @@ corrections, all applied to every strategy alike:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -141,8 +142,16 @@ def parse_variant(entry: str) -> tuple[str, dict]:
 
 
 def label_dir(label: str) -> str:
-    """A run name for a variant label (run names allow letters, digits, - and _)."""
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in label)
+    """A run name for a variant label (run names allow letters, digits, - and _).
+
+    At most 60 characters, so a scenario prefix keeps it within run.name's 64: a longer
+    label keeps its first 51 and a digest of the whole, stable across runs (``--rescore``
+    finds the same directory).
+    """
+    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in label)
+    if len(name) <= 60:
+        return name
+    return f"{name[:51]}-{hashlib.sha1(label.encode()).hexdigest()[:8]}"
 
 
 @dataclass

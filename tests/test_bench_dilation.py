@@ -43,3 +43,15 @@ def test_a_variant_entry_carries_typed_values_into_valid_toml(tmp_path):
                              "seconds_per_token": 0.0})()
     config = bench.run_config(bench.SCENARIOS["b"], "fedasync+train.overlap=true", args)
     assert "train.overlap=true " in config + " " and "train.overlap='true'" not in config
+
+
+def test_a_long_variant_label_still_makes_a_valid_run_name():
+    from fedmoe_flwr.config import check_name
+
+    long = "fedasync+train.max-steps=0+train.sync-interval=5+train.overlap=true"
+    other = long + "+train.overlap-rule=replace"
+    for label in (long, other):
+        check_name(f"b-{bench.label_dir(label)}", "run.name")  # raises when invalid
+    assert bench.label_dir(long) != bench.label_dir(other)
+    assert bench.label_dir(long) == bench.label_dir(long)  # --rescore finds it again
+    assert bench.label_dir("fedasync+x=1") == "fedasync-x-1"
