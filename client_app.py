@@ -35,7 +35,7 @@ from fedmoe_flwr.node.model import LoadedModel, ensure_adapter, freeze_a, load_b
 from fedmoe_flwr.node.overlap import ContinuousTrainer, Progress, paused, trainer_for
 from fedmoe_flwr.node.redteam import lie
 from fedmoe_flwr.node.settings import NodeSettings, node_data, node_settings
-from fedmoe_flwr.node.sim_overlap import simulated_exchange
+from fedmoe_flwr.node.sim_overlap import simulated_exchange, start_node_trainer, wait_ready
 from fedmoe_flwr.node.simulation import join_late, pacer
 from fedmoe_flwr.node.training import TrainResult, TrainSpec, evaluate_loss, train_for_budget
 from fedmoe_flwr.node.update import update_record
@@ -85,8 +85,16 @@ def query(msg: Message, context: Context) -> Message:
     """Registration: who this node is, what data it has, and its initial adapter."""
     cfg, node, loaded, _ = _setup(context)
     join_late(context.node_id, node.join_delay)  # simulation: a node that joins mid-run
+    trainer = None
+    if cfg.train.overlap and node.partition is not None:  # simulation: its own actor
+        trainer = start_node_trainer(context.run_id, context.node_id,
+                                     dict(context.run_config), dict(context.node_config),
+                                     node.specialty)
     with paused():  # a training thread (train.overlap) waits at a step boundary
-        return Message(_registration(cfg, node, loaded).to_content(), reply_to=msg)
+        reply = Message(_registration(cfg, node, loaded).to_content(), reply_to=msg)
+    if trainer is not None:  # registered means ready to train, as a warm worker is
+        wait_ready(trainer)
+    return reply
 
 
 def _registration(cfg: AppConfig, node: NodeSettings, loaded: LoadedModel) -> Registration:

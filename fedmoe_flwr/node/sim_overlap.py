@@ -12,7 +12,11 @@ its warm worker (:mod:`fedmoe_flwr.node.overlap`).  The node's simulated speed
 
 The actor asks Ray for no CPU (a CPU would take a slot from the pool that delivers the
 messages) and lives while a pool actor holds a handle to it (each keeps the handles it
-used), so it ends with the simulation.  It loads its own copy of the base model.
+used), so it ends with the simulation.  It loads its own copy of the base model, and
+does so while the node registers (:func:`start_node_trainer`, waited for by
+:func:`wait_ready`): a deployed warm worker has loaded its model when it registers, and the
+server's training clock starts after registration, so a load inside the first train
+message would charge the overlapped node a start-up that stop-and-wait pays outside it.
 """
 
 from __future__ import annotations
@@ -32,39 +36,49 @@ _HANDLES: dict[str, Any] = {}
 class NodeTrainer:
     """One simulated node's adapter, trained without pause in a Ray actor of its own."""
 
-    def __init__(self, run_config: dict, node_config: dict, adapter: str, spec: TrainSpec,
+    def __init__(self, run_config: dict, node_config: dict, adapter: str,
                  torch_threads: int) -> None:
         import torch
 
         from fedmoe_flwr.config import parse_run_config
         from fedmoe_flwr.logs import setup_logging
-        from fedmoe_flwr.node.model import ensure_adapter, freeze_a, load_base
+        from fedmoe_flwr.node.model import ensure_adapter, load_base
         from fedmoe_flwr.node.settings import node_data, node_settings
-        from fedmoe_flwr.node.simulation import pacer
 
         setup_logging()
         torch.set_num_threads(torch_threads)  # what the pool actor that trains it would use
-        cfg = parse_run_config(run_config)
-        node = node_settings(node_config, cfg)
-        loaded = load_base(cfg.model, node.model_source)
-        ensure_adapter(loaded, adapter, cfg.model)
-        _, rows, _ = node_data(node, cfg, loaded.tokenizer, loaded.fingerprint)
-        ffa = cfg.model.lora_variant == "ffa"
-        self.trainer = ContinuousTrainer(
-            loaded, adapter, rows, spec, cfg.train.overlap_rule,
-            idle_after=max(120.0, 6 * spec.time_budget),
-            prepare=(lambda: freeze_a(loaded, adapter)) if ffa else None,
-            after_step=pacer(node.speed_factor, cfg.sim.seconds_per_token))
+        self.cfg = parse_run_config(run_config)
+        self.node = node_settings(node_config, self.cfg)
+        self.loaded = load_base(self.cfg.model, self.node.model_source)
+        self.adapter = adapter
+        ensure_adapter(self.loaded, adapter, self.cfg.model)
+        _, self.rows, _ = node_data(self.node, self.cfg, self.loaded.tokenizer,
+                                    self.loaded.fingerprint)
+        self.trainer: ContinuousTrainer | None = None  # made by the first train message
 
-    def exchange(self, received: Weights, version: int) -> Progress:
+    def ready(self) -> bool:
+        """Answered once the model is loaded (registration waits for it)."""
+        return True
+
+    def exchange(self, received: Weights, version: int, spec: TrainSpec) -> Progress:
         """Adopt the newest weights, wait for the sync boundary, report the progress."""
+        from fedmoe_flwr.node.model import freeze_a
+        from fedmoe_flwr.node.simulation import pacer
+
+        if self.trainer is None:
+            loaded, adapter, cfg = self.loaded, self.adapter, self.cfg
+            ffa = cfg.model.lora_variant == "ffa"
+            self.trainer = ContinuousTrainer(
+                loaded, adapter, self.rows, spec, cfg.train.overlap_rule,
+                idle_after=max(120.0, 6 * spec.time_budget),
+                prepare=(lambda: freeze_a(loaded, adapter)) if ffa else None,
+                after_step=pacer(self.node.speed_factor, cfg.sim.seconds_per_token))
         return self.trainer.exchange(received, version)
 
 
-def simulated_exchange(run_id: int, node_id: int, run_config: dict, node_config: dict,
-                       adapter: str, received: Weights, version: int,
-                       spec: TrainSpec) -> Progress:
-    """The node's reply from its own training actor, made on the node's first message."""
+def start_node_trainer(run_id: int, node_id: int, run_config: dict, node_config: dict,
+                       adapter: str) -> Any:
+    """The node's training actor (started if it is not running); its model loads meanwhile."""
     import ray
     import torch
 
@@ -79,5 +93,22 @@ def simulated_exchange(run_id: int, node_id: int, run_config: dict, node_config:
     name = f"fedmoe-train-{run_id}-{node_id}-{adapter}"
     if name not in _HANDLES:
         _HANDLES[name] = _ACTOR.options(name=name, get_if_exists=True, num_cpus=0).remote(
-            run_config, node_config, adapter, spec, torch.get_num_threads())
-    return ray.get(_HANDLES[name].exchange.remote(received, version))
+            run_config, node_config, adapter, torch.get_num_threads())
+    return _HANDLES[name]
+
+
+def wait_ready(handle: Any) -> None:
+    """Block until the actor has its model (a failed load raises here, naming its cause)."""
+    import ray
+
+    ray.get(handle.ready.remote())
+
+
+def simulated_exchange(run_id: int, node_id: int, run_config: dict, node_config: dict,
+                       adapter: str, received: Weights, version: int,
+                       spec: TrainSpec) -> Progress:
+    """The node's reply from its own training actor (started at registration, or now)."""
+    import ray
+
+    handle = start_node_trainer(run_id, node_id, run_config, node_config, adapter)
+    return ray.get(handle.exchange.remote(received, version, spec))
