@@ -4,6 +4,7 @@ Reproduce (about 20 minutes on 2 CPU cores)::
 
     bash scripts/bench.sh overlap
     bash scripts/bench.sh overlap --intervals 10 --duration 90
+    bash scripts/bench.sh overlap --intervals 30 --repeats 3 --modes stop-and-wait,overlap-carry
 
 For each ``train.sync-interval`` and each mode -- ``stop-and-wait`` (a warm
 worker trains the interval, replies, and idles until the next message),
@@ -22,7 +23,10 @@ budget, stops everything it started and reads ``metrics.jsonl`` and
   travelled (0 in stop-and-wait);
 - held-out loss of each expert on its own domain at the end of the budget.
 
-Writes ``bench/results/overlap.md`` and ``overlap.json``.
+Writes ``bench/results/overlap.md`` and ``overlap.json``.  With ``--repeats N`` the
+cases run N times, the modes interleaved within each repeat (so a machine that slows down
+during the benchmark slows every mode alike), and the table, written to
+``overlap_repeats.md`` and ``.json``, gives each run and the mean over the N runs.
 
 ``--simulation`` runs the other arm instead: scenario (b) of ``async_vs_sync.py``
 (six simulated nodes, two per specialty, one of each pair 4x slower, time dilated
@@ -57,11 +61,13 @@ MODES = {"stop-and-wait": "train.overlap=false",
          "overlap-replace": "train.overlap=true train.overlap-rule='replace'"}
 
 
-def run_case(mode: str, interval: float, duration: float, work: Path) -> Path:
-    """One deployment in one mode; returns its run directory."""
+def run_case(mode: str, interval: float, duration: float, work: Path, repeat: int = 0) -> Path:
+    """One deployment in one mode; returns its run directory (a fresh one every time)."""
     import os
+    import shutil
 
-    state = work / f"{mode}-{interval:g}"
+    state = work / (f"{mode}-{interval:g}" + (f"-r{repeat}" if repeat else ""))
+    shutil.rmtree(state, ignore_errors=True)  # this benchmark's own case directory
     env = {**os.environ, "FEDMOE_DEPLOY": str(state / "deploy"),
            "FEDMOE_SUPERLINK_PORT": str(free_port())}
     out = state / "out"
@@ -102,27 +108,64 @@ def summarise(run: Path) -> dict:
             "losses": losses}
 
 
-def write(rows: list[dict], out: Path) -> str:
-    """The results table (Markdown), saved with the raw rows."""
+def table(rows: list[dict]) -> str:
+    """The Markdown table of ``rows`` (one per case, or one per mean)."""
     domains = sorted(rows[0]["losses"])
-    lines = ["| sync-interval | mode | updates | node time training | time between replies "
-             "(median) | in flight (median) | " + " | ".join(f"{d} loss" for d in domains)
-             + " |", "|---:|---|---:|---:|---:|---:|" + "---:|" * len(domains)]
+    run_col = "repeat" in rows[0]
+    lines = [("| run " if run_col else "") + "| sync-interval | mode | updates | node time "
+             "training | time between replies (median) | in flight (median) | "
+             + " | ".join(f"{d} loss" for d in domains) + " |",
+             ("|---:" if run_col else "") + "|---:|---|---:|---:|---:|---:|"
+             + "---:|" * len(domains)]
     for r in rows:
-        lines.append(f"| {r['interval']:g} s | {r['mode']} | {r['updates']} | "
+        lines.append((f"| {r['repeat']} " if run_col else "")
+                     + f"| {r['interval']:g} s | {r['mode']} | {r['updates']:g} | "
                      f"{100 * r['share']:.0f}% | {r['gap']:.1f} s | {r['in_flight']:.1f} s | "
                      + " | ".join(f"{r['losses'][d]:.3f}" for d in domains) + " |")
+    return "\n".join(lines)
+
+
+def means(rows: list[dict]) -> list[dict]:
+    """One row per (interval, mode): the mean of its repeats."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["interval"], r["mode"])].append(r)
+    out = []
+    for (interval, mode), rs in groups.items():
+        mean = {k: statistics.fmean(r[k] for r in rs)
+                for k in ("updates", "share", "gap", "in_flight", "train")}
+        out.append({"interval": interval, "mode": mode, **mean, "runs": len(rs),
+                    "losses": {d: statistics.fmean(r["losses"][d] for r in rs)
+                               for d in rs[0]["losses"]}})
+    return out
+
+
+HEADER = ("three warm SuperNodes (qwen2-tiny, one specialty each) and an insecure SuperLink "
+          "on one 2-core machine, the same wall-clock budget, data and seed per case. Node "
+          "time training is each node's training seconds over the span from its first train "
+          "message to its last reply. Losses are each expert's held-out loss on its own "
+          "domain at the end of the budget (lower is better).")
+
+
+def write(rows: list[dict], out: Path, command: str) -> str:
+    """The results table (Markdown), saved with the raw rows."""
     out.mkdir(parents=True, exist_ok=True)
-    text = "\n".join(lines)
-    (out / "overlap.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out / "overlap.md").write_text(
-        "# Overlapped training against stop-and-wait\n\n"
-        f"`bash scripts/bench.sh overlap`, {time.strftime('%Y-%m-%d')}: three warm "
-        "SuperNodes (qwen2-tiny, one specialty each) and an insecure SuperLink on one "
-        "2-core machine, the same wall-clock budget, data and seed per case. Node time "
-        "training is each node's training seconds over the span from its first train "
-        "message to its last reply. Losses are each expert's held-out loss on its own "
-        f"domain at the end of the budget (lower is better).\n\n{text}\n")
+    date = time.strftime("%Y-%m-%d")
+    if "repeat" not in rows[0]:
+        text = table(rows)
+        (out / "overlap.json").write_text(json.dumps(rows, indent=2) + "\n")
+        (out / "overlap.md").write_text(
+            "# Overlapped training against stop-and-wait\n\n"
+            f"`{command}`, {date}: {HEADER}\n\n{text}\n")
+        return text
+    runs = max(r["repeat"] for r in rows)
+    text = f"Mean of {runs} runs:\n\n{table(means(rows))}\n\nEach run:\n\n{table(rows)}"
+    (out / "overlap_repeats.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out / "overlap_repeats.md").write_text(
+        "# Overlapped training against stop-and-wait, repeated\n\n"
+        f"`{command}`, {date}: {HEADER} The modes run interleaved within each repeat, so "
+        f"a machine that slows down during the benchmark slows every mode alike.\n\n"
+        f"{text}\n")
     return text
 
 
@@ -179,6 +222,8 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=150.0,
                     help="seconds of training per case")
     ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="run every case N times, modes interleaved (writes overlap_repeats)")
     ap.add_argument("--work", type=Path, default=ROOT / ".fedmoe" / "bench-overlap")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--simulation", action="store_true",
@@ -192,13 +237,16 @@ def main() -> None:
         print(simulation(interval, args.budget, args.work / "sim", args.out))
         return
     rows = []
-    for interval in [float(x) for x in args.intervals.split(",")]:
-        for mode in args.modes.split(","):
-            t0 = time.time()
-            stats = summarise(run_case(mode, interval, args.duration, args.work))
-            rows.append({"mode": mode, "interval": interval, **stats})
-            print(f"{mode} @ {interval:g}s: {stats} ({time.time() - t0:.0f}s)", flush=True)
-    print(write(rows, args.out))
+    for repeat in range(1, args.repeats + 1):
+        for interval in [float(x) for x in args.intervals.split(",")]:
+            for mode in args.modes.split(","):
+                t0 = time.time()
+                stats = summarise(run_case(mode, interval, args.duration, args.work,
+                                           repeat if args.repeats > 1 else 0))
+                rows.append({"mode": mode, "interval": interval, **stats}
+                            | ({"repeat": repeat} if args.repeats > 1 else {}))
+                print(f"{mode} @ {interval:g}s: {stats} ({time.time() - t0:.0f}s)", flush=True)
+    print(write(rows, args.out, "bash scripts/bench.sh overlap " + " ".join(sys.argv[1:])))
 
 
 if __name__ == "__main__":
