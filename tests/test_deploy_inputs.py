@@ -106,30 +106,6 @@ def test_speed_bad(value):
         validate.speed(value)
 
 
-@pytest.mark.parametrize("value", ["1", "30", "120.5", "86400"])
-def test_seconds_good(value):
-    assert validate.seconds(value, "--pull-timeout") == value
-
-
-@pytest.mark.parametrize("value", ["0", "0.5", "86401", "-5", "1e3", "inf", "nan", "", "30s",
-                                   " 30", "30\n"])
-def test_seconds_bad(value):
-    with pytest.raises(DeployError, match="--pull-timeout must be a number of seconds"):
-        validate.seconds(value, "--pull-timeout")
-
-
-def test_pull_timeout_is_refused_for_a_cold_node(tmp_path):
-    data = tmp_path / "d.jsonl"
-    data.write_text("{}\n")
-    opts = parse(SPECS["supernode start"], ["n1", "--specialty", "sql_expert", "--data",
-                                            str(data), "--pull-timeout", "30", "--cold"])
-    layout = Layout.from_env({"FEDMOE_DEPLOY": str(tmp_path / "dep")}, tmp_path)
-    with pytest.raises(DeployError, match="--pull-timeout is the warm worker's"):
-        Node.from_args(layout, opts)
-    opts["cold"] = False
-    assert Node.from_args(layout, opts).pull_timeout == "30"
-
-
 @pytest.mark.parametrize("value", ["1", "2", "64", "all"])
 def test_gpus_good(value):
     assert validate.gpus(value) == value
@@ -215,8 +191,7 @@ def test_parse_supernode_start_checks_and_fills_every_value(tmp_path):
         "--cold"])
     assert opts == {"name": "n1", "superlink": "10.0.0.5:8000", "specialty": "sql_expert",
                     "data": str(data), "speed": "2.5", "gpus": "4", "model_source": "modelscope",
-                    "port": 9101, "ca": None, "pull_timeout": None, "insecure": False,
-                    "cold": True}
+                    "port": 9101, "ca": None, "insecure": False, "cold": True}
     layout = Layout.from_env({"FEDMOE_DEPLOY": str(tmp_path / "dep")}, tmp_path)
     assert Node.from_args(layout, opts).node_config() == (
         f"specialty='sql_expert' data-path='{data}' speed-factor=2.5 gpus='4' "
@@ -670,15 +645,3 @@ def test_wait_healthy_reports_a_superlink_that_exited(tmp_path):
     with pytest.raises(DeployError, match="the SuperLink exited"):
         superlink.wait_healthy(f"http://127.0.0.1:{free_port()}/health", None, Exited(),
                                tmp_path / "superlink.log")
-
-
-def test_a_restarted_process_appends_to_its_log_under_a_header(tmp_path):
-    # the lines that say why a node crashed must survive its restart
-    log, pidfile = tmp_path / "supernode-n.log", tmp_path / "supernode-n.pid"
-    for word in ("first-life", "second-life"):
-        proc, _ = procs.spawn([sys.executable, "-c", f"print('{word}')"], cwd=tmp_path,
-                              env=os.environ, log=log, pidfile=pidfile)
-        assert proc.wait(timeout=60) == 0
-    text = log.read_text()
-    assert text.index("first-life") < text.index("second-life")
-    assert text.count("=== ") == 2 and f"starting {Path(sys.executable).name} ===" in text

@@ -15,8 +15,7 @@ docs/deployment.md.
     machine A:  fedmoe deploy register sql-node.pub
     machine B:  fedmoe deploy supernode start sql-node --superlink 10.0.0.5:8000 \
                   --ca ca.crt --specialty sql_expert --data /data/sql.jsonl \
-                  [--speed F] [--model-source S] [--port P] [--pull-timeout S]
-                  [--insecure] [--cold]
+                  [--speed F] [--model-source S] [--port P] [--insecure] [--cold]
     machine A:  fedmoe deploy submit [flwr run arguments]  # flwr run . fedmoe --stream
                 fedmoe deploy status | stop-all | superlink stop | supernode stop NAME|--all
 

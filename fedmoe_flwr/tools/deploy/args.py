@@ -43,8 +43,7 @@ class Spec:
 
 
 _NODE = "supernode start NAME --superlink HOST:PORT --specialty S --data FILE [--speed F] " \
-    "[--gpus N|all] [--model-source S] [--port P] [--ca FILE] [--pull-timeout S] " \
-    "[--insecure] [--cold]"
+    "[--gpus N|all] [--model-source S] [--port P] [--ca FILE] [--insecure] [--cold]"
 SPECS: dict[str, Spec] = {
     "certs": Spec("certs HOST_OR_IP [HOST_OR_IP ...] [--force] (names SuperNodes use to "
                   "reach the SuperLink)",
@@ -66,7 +65,6 @@ SPECS: dict[str, Spec] = {
         Arg("--data", v.data_file, "--data is required (the node's JSONL file)"),
         Arg("--speed", v.speed), Arg("--gpus", v.gpus), Arg("--model-source", v.model_source),
         Arg("--port", lambda s: v.port(s, "--port")), Arg("--ca", lambda s: v.path(s, "--ca")),
-        Arg("--pull-timeout", lambda s: v.seconds(s, "--pull-timeout")),
         Arg("--insecure"), Arg("--cold"))),
     "supernode stop": Spec("supernode stop NAME | --all",
                            (Arg("NAME", lambda s: v.name(s, "NAME")),), (Arg("--all"),)),

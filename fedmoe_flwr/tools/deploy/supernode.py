@@ -44,19 +44,15 @@ class Node:
     ca: Path
     insecure: bool
     cold: bool
-    pull_timeout: str | None = None  # the warm worker's --pull-timeout (its default: 120 s)
 
     @classmethod
     def from_args(cls, layout: Layout, opts: dict[str, Any]) -> Node:
         """Fill in the defaults that depend on the layout (SuperLink address, CA)."""
         ca = opts["ca"] if opts["ca"] is not None else layout.certs / "ca.crt"
-        if opts.get("pull_timeout") and opts["cold"]:
-            raise DeployError("--pull-timeout is the warm worker's; a --cold node has none")
         return cls(opts["name"], opts["superlink"] or f"127.0.0.1:{layout.port}",
                    opts["specialty"], opts["data"], opts["speed"] or "1",
                    opts["gpus"] or "1", opts["model_source"], opts["port"],
-                   (layout.root / ca).resolve(), opts["insecure"], opts["cold"],
-                   opts.get("pull_timeout"))
+                   (layout.root / ca).resolve(), opts["insecure"], opts["cold"])
 
     def node_config(self) -> str:
         """Flower's ``--node-config``: only checked values, each a TOML literal string."""
@@ -119,10 +115,9 @@ def start(layout: Layout, opts: dict[str, Any]) -> None:
     proc, record = procs.spawn([*args, *auth], cwd=layout.root, env=layout.env(),
                                log=layout.log(f"supernode-{node.name}"), pidfile=pidfile)
     if secret is not None:
-        pull = ["--pull-timeout", node.pull_timeout] if node.pull_timeout else []
         procs.spawn([sys.executable, "-m", WORKER_MODULE, "--runtime-api",
                      f"127.0.0.1:{port}", "--secret-file", str(secret), "--supernode-pid",
-                     str(record.pid), *pull], cwd=layout.root, env=layout.env(),
+                     str(record.pid)], cwd=layout.root, env=layout.env(),
                     log=layout.log(f"worker-{node.name}"),
                     pidfile=layout.pidfile(f"worker-{node.name}"))
     time.sleep(START_CHECK_S)

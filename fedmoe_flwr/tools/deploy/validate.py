@@ -120,13 +120,6 @@ def speed(value: str) -> str:
     return value
 
 
-def seconds(value: str, what: str) -> str:
-    """A duration in seconds: a plain decimal number from 1 to 86400, kept as typed."""
-    if not _NUMBER.fullmatch(value) or not 1 <= float(value) <= 86400:
-        raise DeployError(f"{what} must be a number of seconds from 1 to 86400, got {value!r}")
-    return value
-
-
 def gpus(value: str) -> str:
     """Devices one node trains each update on (DDP): a whole number 1-64, or ``all``."""
     if value == "all" or (value.isdigit() and 1 <= int(value) <= 64):
