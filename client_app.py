@@ -32,7 +32,13 @@ from fedmoe_flwr.node.adapters import get_adapter_weights, set_adapter_weights
 from fedmoe_flwr.node.ddp import Job, RankError, close_groups, group_for
 from fedmoe_flwr.node.embedding import domain_centroid
 from fedmoe_flwr.node.model import LoadedModel, ensure_adapter, freeze_a, load_base
-from fedmoe_flwr.node.overlap import ContinuousTrainer, Progress, paused, trainer_for
+from fedmoe_flwr.node.overlap import (
+    ContinuousTrainer,
+    Progress,
+    configured_trainer,
+    paused,
+    trainer_for,
+)
 from fedmoe_flwr.node.redteam import lie
 from fedmoe_flwr.node.settings import NodeSettings, node_data, node_settings
 from fedmoe_flwr.node.sim_overlap import simulated_exchange, start_node_trainer, wait_ready
@@ -201,13 +207,9 @@ def _overlapped(context: Context, cfg: AppConfig, node: NodeSettings, loaded: Lo
                           "process serving this node across them: a deployed SuperNode with "
                           "a warm worker (this node is cold: start it with a warm worker), "
                           "or a simulation")
-    ffa = cfg.model.lora_variant == "ffa"
 
     def make() -> ContinuousTrainer:
-        return ContinuousTrainer(loaded, instr.adapter, rows, spec, cfg.train.overlap_rule,
-                                 idle_after=max(120.0, 6 * spec.time_budget),
-                                 prepare=(lambda: freeze_a(loaded, instr.adapter)) if ffa
-                                 else None)
+        return configured_trainer(loaded, instr.adapter, rows, spec, cfg)
 
     return trainer_for((context.run_id, context.node_id, instr.adapter), make) \
         .exchange(received, instr.version)

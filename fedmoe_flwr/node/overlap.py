@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedmoe_flwr.node.adapters import get_adapter_weights, set_adapter_weights
+from fedmoe_flwr.node.model import freeze_a
 from fedmoe_flwr.node.training import (
     Batches,
     StepHook,
@@ -205,6 +206,21 @@ class ContinuousTrainer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=60)
+
+
+def configured_trainer(loaded: Any, adapter: str, rows: list, spec: TrainSpec, cfg: Any,
+                       after_step: StepHook | None = None) -> ContinuousTrainer:
+    """The node's training thread as the run configures it (rule, FFA-LoRA's frozen A).
+
+    One construction for the deployed warm worker and the simulated node's actor
+    (which adds its pacing as ``after_step``).  It idles after six sync intervals
+    without a message (at least two minutes): the run has ended.
+    """
+    ffa = cfg.model.lora_variant == "ffa"
+    return ContinuousTrainer(loaded, adapter, rows, spec, cfg.train.overlap_rule,
+                             idle_after=max(120.0, 6 * spec.time_budget),
+                             prepare=(lambda: freeze_a(loaded, adapter)) if ffa else None,
+                             after_step=after_step)
 
 
 def trainer_for(key: tuple, make: Any) -> ContinuousTrainer:

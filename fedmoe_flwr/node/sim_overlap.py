@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedmoe_flwr.node.overlap import ContinuousTrainer, Progress
+from fedmoe_flwr.node.overlap import ContinuousTrainer, Progress, configured_trainer
 from fedmoe_flwr.node.training import TrainSpec
 from fedmoe_flwr.weights import Weights
 
@@ -62,17 +62,12 @@ class NodeTrainer:
 
     def exchange(self, received: Weights, version: int, spec: TrainSpec) -> Progress:
         """Adopt the newest weights, wait for the sync boundary, report the progress."""
-        from fedmoe_flwr.node.model import freeze_a
         from fedmoe_flwr.node.simulation import pacer
 
         if self.trainer is None:
-            loaded, adapter, cfg = self.loaded, self.adapter, self.cfg
-            ffa = cfg.model.lora_variant == "ffa"
-            self.trainer = ContinuousTrainer(
-                loaded, adapter, self.rows, spec, cfg.train.overlap_rule,
-                idle_after=max(120.0, 6 * spec.time_budget),
-                prepare=(lambda: freeze_a(loaded, adapter)) if ffa else None,
-                after_step=pacer(self.node.speed_factor, cfg.sim.seconds_per_token))
+            self.trainer = configured_trainer(
+                self.loaded, self.adapter, self.rows, spec, self.cfg,
+                after_step=pacer(self.node.speed_factor, self.cfg.sim.seconds_per_token))
         return self.trainer.exchange(received, version)
 
 
