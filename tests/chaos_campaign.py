@@ -35,6 +35,7 @@ RED_TEAM = NodeSpec("evil", "python_expert", "data/python.jsonl", red_team="cycl
 RUNS = ("c1", "c2", "c3")
 NODE_FAULTS = ("node-crash", "worker-kill")
 RESTART_AFTER_S = 75.0  # a crashed node is started again at its error reply, or after this
+STUCK_AFTER_S = 150.0  # a node started again with no accepted update after this: restarted
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Plan:
     tail_seconds: float = 20.0  # c3's run.duration
     overrides: str = "train.sync-interval=3 run.rejoin-backoff=5"
     seed: int = 0
-    recover_timeout: float = 360.0  # per fault: to its next accepted update
+    recover_timeout: float = 480.0  # per fault: to its next accepted update
     nodes: tuple[NodeSpec, ...] = (*HONEST, RED_TEAM)
 
 
@@ -140,8 +141,11 @@ class Campaign:
         while time.monotonic() < deadline:
             events = self.fleet.events("c1")
             for fault in faults:
-                if fault.kind == "node-crash" and not self.fleet.alive(fault.target):
-                    self._bring_back(fault, events)
+                if fault.kind == "node-crash" and self._index(fault) not in \
+                        self.outcome.recovered:
+                    self._stuck(fault)
+                    if not self.fleet.alive(fault.target):
+                        self._bring_back(fault, events)
                 self._recovered(fault, "c1", events, wait=False)
             if all(self._index(x) in self.outcome.recovered for x in faults):
                 return
@@ -162,11 +166,32 @@ class Campaign:
         if (told or time.time() - fault.at > RESTART_AFTER_S) and time.time() - last > 15:
             fault.detail["tried"] = time.time()
             fault.detail["starts"] = fault.detail.get("starts", 0) + 1
+            tries = fault.detail.setdefault("attempts", [])  # what a failure report shows
             try:
                 self.fleet.start(fault.target)
-            except RuntimeError:  # it exited at once: tried again on a later call
+            except RuntimeError as err:  # it exited at once: tried again on a later call
+                tries.append(f"{time.strftime('%H:%M:%S')} failed: {str(err)[-300:]}")
                 return
+            tries.append(f"{time.strftime('%H:%M:%S')} started pid "
+                         f"{(self.fleet.record(f'supernode-{fault.target}') or {}).get('pid')}")
             fault.back_at = time.time()
+
+    def _stuck(self, fault: Fault) -> None:
+        """A node started again that has not served for :data:`STUCK_AFTER_S`: kill it all.
+
+        Seen once in CI (flwr 1.41, cause not found): a restarted docs SuperNode
+        whose worker never answered its first message, while the SuperNode kept
+        the node's session, so every later start exited 305.  An operator kills
+        what is left of the node and starts it again; so does the campaign, and
+        the attempts say so in the failure report if that does not help either.
+        """
+        if fault.back_at is None or time.time() - fault.back_at < STUCK_AFTER_S:
+            return
+        killed = self.fleet.kill_node(fault.target)
+        fault.detail.setdefault("attempts", []).append(
+            f"{time.strftime('%H:%M:%S')} no accepted update {STUCK_AFTER_S:.0f}s after the "
+            f"start: killed {killed}")
+        fault.back_at, fault.detail["tried"] = None, 0.0
 
     def _revive_dead(self) -> None:
         for name in self.fleet.nodes:

@@ -225,6 +225,24 @@ class Fleet:
             except ProcessLookupError:
                 pass
 
+    def kill_node(self, name: str) -> list[int]:
+        """kill -9 every process of a node, in a pid file or not (by its key and secret).
+
+        A node's SuperNode names its private key on its command line and its worker
+        its secret file; both paths are this fleet's own, so nothing else matches.
+        """
+        marks = (str(self.deploy / "keys" / name), str(self.deploy / "secrets" /
+                                                       f"{name}.secret"))
+        killed = []
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                if any(part in marks for part in p.info["cmdline"] or []):
+                    p.kill()
+                    killed.append(p.info["pid"])
+            except psutil.Error:
+                continue
+        return killed
+
     def worker_child(self, name: str) -> psutil.Process | None:
         """The worker process (``--child``) under a node's supervisor."""
         sup = self.process(f"worker-{name}")
@@ -317,6 +335,13 @@ class Fleet:
                 pass
         self.faults.append(fault)
         return fault
+
+    def logs_tail(self, chars: int = 2500) -> str:
+        """The end of every SuperNode and worker log (appended across restarts)."""
+        parts = []
+        for log in sorted((self.deploy / "logs").glob("*-*.log")):
+            parts.append(f"--- {log.name}\n{log.read_text(errors='replace')[-chars:]}")
+        return "\n".join(parts)
 
     # ------------------------------------------------------------------ runs
     def submit(self, overrides: str, name: str) -> subprocess.Popen:

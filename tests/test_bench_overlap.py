@@ -39,3 +39,24 @@ def test_the_repeated_table_names_each_run_and_the_means(tmp_path):
     assert "| 2 | 30 s | stop-and-wait | 10 | 90% | 32.0 s | 0.0 s | 3.400 | 6.800 |" in text
     assert "--repeats 2" in (tmp_path / "overlap_repeats.md").read_text()
     assert not (tmp_path / "overlap.md").exists()  # the single-run table is left alone
+
+
+def test_simulation_repeats_table_the_scored_losses_of_each_run_and_their_mean(
+        tmp_path, monkeypatch):
+    calls = []
+
+    def fake_rows(interval, budget, work, out):
+        calls.append(work.name)
+        k = len(calls)  # run 1, then run 2: scored losses 4.0 then 5.0 for stop-and-wait
+        return [{**_row(m, 0, 0.9, 1.0), "interval": interval,
+                 "scored": {"docs_expert": k + 3.0 + d, "sql_expert": 1.0}}
+                for m, d in (("stop-and-wait", 0.0), ("overlap-carry", -0.5))], {}
+
+    monkeypatch.setattr(bench, "_sim_rows", fake_rows)
+    monkeypatch.setattr(bench, "_sim_setup", lambda interval, budget: "a setup")
+    text = bench.simulation_repeats(5.0, 75.0, 2, tmp_path / "sim", tmp_path)
+    assert calls == ["r1", "r2"]  # one work directory per run
+    assert "| 5 s | stop-and-wait | 10 | 90% | 30.0 s | 0.0 s | 4.500 | 1.000 |" in text
+    assert "| 5 s | overlap-carry | 10 | 90% | 30.0 s | 4.0 s | 4.000 | 1.000 |" in text
+    assert "| 2 | 5 s | overlap-carry |" in text
+    assert "--repeats 2" in (tmp_path / "overlap_sim_repeats.md").read_text()

@@ -645,3 +645,15 @@ def test_wait_healthy_reports_a_superlink_that_exited(tmp_path):
     with pytest.raises(DeployError, match="the SuperLink exited"):
         superlink.wait_healthy(f"http://127.0.0.1:{free_port()}/health", None, Exited(),
                                tmp_path / "superlink.log")
+
+
+def test_a_restarted_process_appends_to_its_log_under_a_header(tmp_path):
+    # the lines that say why a node crashed must survive its restart
+    log, pidfile = tmp_path / "supernode-n.log", tmp_path / "supernode-n.pid"
+    for word in ("first-life", "second-life"):
+        proc, _ = procs.spawn([sys.executable, "-c", f"print('{word}')"], cwd=tmp_path,
+                              env=os.environ, log=log, pidfile=pidfile)
+        assert proc.wait(timeout=60) == 0
+    text = log.read_text()
+    assert text.index("first-life") < text.index("second-life")
+    assert text.count("=== ") == 2 and f"starting {Path(sys.executable).name} ===" in text

@@ -54,7 +54,8 @@ def test_every_fault_is_survived(chaos):
     print("\n" + "\n".join(json.dumps(r) for r in rows))
     assert {r["kind"] for r in rows} == {"node-crash", "worker-kill", "superlink-restart",
                                          "serverapp-kill"}
-    assert all(r["recovery_s"] is not None for r in rows), rows
+    assert all(r["recovery_s"] is not None for r in rows), (rows, [
+        (f.target, f.detail.get("attempts")) for f in outcome.faults], fleet.logs_tail())
     assert outcome.exit_codes["c3"] == 0, (fleet.work / "c3.log").read_text()[-3000:]
     assert (fleet.out / "c3" / "summary.json").exists()
 

@@ -80,6 +80,7 @@ class Worker:
                     {"/flwr.proto.Runtime/AcquireTask"})))
         self.acquirer = _client(address, interceptors)
         self.tasks = 0
+        self.pending: tuple[str, str] | None = None  # acquired while a stalled pull waited
 
     def acquire(self) -> tuple[str, str] | None:
         """``(token, fab hash)`` of a pending ClientApp task, or None."""
@@ -95,7 +96,7 @@ class Worker:
         token = first_token
         while True:
             if token is None:
-                task = self.acquire()
+                task, self.pending = self.pending or self.acquire(), None
                 if task is None:
                     time.sleep(IDLE_POLL_S)
                     continue
@@ -120,6 +121,8 @@ class Worker:
         )
         from flwr.supernode.runtime.run_clientapp import push_message, push_task_output
 
+        from fedmoe_flwr.node.pull import Superseded, pull_task  # the worker's own, not the FAB's
+
         client = _client(self.address, [RuntimeVersionHttpInterceptor(
             component_name="flwr-clientapp"), RuntimeTokenHttpInterceptor(token)])
         heartbeat = HeartbeatSender(make_task_heartbeat_fn_http(client))
@@ -132,19 +135,16 @@ class Worker:
         t0 = time.perf_counter()
         times: dict[str, float] = {}
         try:
-            message, context, run, fab = pull_task(client, self.pull_timeout)
+            message, context, run, fab = pull_task(client, self.pull_timeout, self.acquire)
             self.current = (message, context)  # what the watchdog answers if the task hangs
             times["pull"] = time.perf_counter() - t0
-            if self.fab_hash is not None and fab.hash_str != self.fab_hash:
-                # The task did not say its app up front: refuse it clearly, and let the
-                # supervisor start a fresh process (the input cannot be pulled twice).
-                self.restart_after = True
-                raise RuntimeError(f"run {run.run_id} brings app {fab.hash_str[:12]} but this "
-                                   f"worker runs {self.fab_hash[:12]}; restarting the worker, "
-                                   f"the node can rejoin")
+            self._check_app(run, fab)
             reply = self._call_app(message, context, run, fab)
             times["app"] = time.perf_counter() - t0 - times["pull"]
             status, details = SubStatus.COMPLETED, ""
+        except Superseded as err:  # a dead run's message: the newer task runs next
+            log.warning("%s", err)
+            details, self.pending = str(err), err.task
         except Exception as err:  # the same error reply flwr-clientapp sends
             log.error("ClientApp raised %s: %s", type(err).__name__, err, exc_info=err)
             details = f"{type(err)}:<'{err}'>"
@@ -168,6 +168,18 @@ class Worker:
                  getattr(message, "metadata", None) and message.metadata.message_type,
                  os.getpid(), ", ".join(f"{k} {v:.2f}s" for k, v in times.items()),
                  time.perf_counter() - t0)
+
+    def _check_app(self, run: Any, fab: Any) -> None:
+        """Refuse a task whose app differs from the loaded one, and plan a fresh process.
+
+        The task did not say its app up front (the input cannot be pulled twice), so it
+        is refused clearly and the supervisor starts a worker for the new app.
+        """
+        if self.fab_hash is not None and fab.hash_str != self.fab_hash:
+            self.restart_after = True
+            raise RuntimeError(f"run {run.run_id} brings app {fab.hash_str[:12]} but this "
+                               f"worker runs {self.fab_hash[:12]}; restarting the worker, "
+                               f"the node can rejoin")
 
     def _call_app(self, message: Any, context: Any, run: Any, fab: Any) -> Any:
         from flwr.cli.install import install_from_fab
@@ -207,62 +219,6 @@ class Worker:
         log.info("%s: starting a fresh worker process for it", why)
         os.execv(sys.executable, [sys.executable, "-m", "fedmoe_flwr.node.worker", "--child",
                                   *self.argv, "--first-token", token])
-
-
-def pull_task(client: Any, max_time: float = 120.0) -> tuple[Any, Any, Any, Any]:
-    """The task's message, context, run and FAB, as ``flwr-clientapp`` pulls them.
-
-    Two differences.  The SuperNode offers a task as soon as the message's head
-    arrived, while its arrays still stream in from the SuperLink; Flower's
-    default retry waits a whole second for the first missing object, which
-    here would be paid on every message, so missing objects are retried
-    after 50 ms instead.  And the arrays must arrive within ``max_time``
-    seconds (Flower's default is two hours): when a run ends while a message
-    of it is arriving (a ServerApp killed mid-round), flwr 1.41's SuperNode
-    logs "not in RUNNING status, ignoring" but leaves the task it created
-    pending, with arrays that will never come.  It is the oldest pending
-    task, so a worker that waited for it would never take the next run's
-    messages (seen in the chaos campaign: three nodes missed a resumed run).
-    """
-    from flwr.app import Message
-    from flwr.common.serde import context_from_proto, fab_from_proto, run_from_proto
-    from flwr.proto.node_pb2 import Node  # pylint: disable=E0611
-    from flwr.proto.runtime_pb2 import (  # pylint: disable=E0611
-        PullAppMessagesRequest,
-        PullTaskInputRequest,
-    )
-    from flwr.supercore.inflatable.inflatable_protobuf_utils import (
-        make_confirm_message_received_fn_protobuf,
-        make_pull_object_fn_protobuf,
-    )
-    from flwr.supercore.inflatable.inflatable_utils import (
-        ObjectPullError,
-        pull_and_inflate_object_from_tree,
-    )
-    from flwr.supercore.task_identity import TaskIdentity
-
-    res = client.PullTaskInput(PullTaskInputRequest())
-    TaskIdentity.task_id, TaskIdentity.run_id = res.task_id, res.run.run_id
-    TaskIdentity.node_id = res.context.node_id
-    context, run, fab = context_from_proto(res.context), run_from_proto(res.run), \
-        fab_from_proto(res.fab)
-    messages = client.PullMessages(PullAppMessagesRequest())
-    if not messages.messages_list:
-        raise RuntimeError("the SuperNode offered a task without a message")
-    node, tree = Node(node_id=context.node_id), messages.message_object_trees[0]
-    try:
-        message = pull_and_inflate_object_from_tree(
-            tree, make_pull_object_fn_protobuf(client.PullObject, node, context.run_id),
-            make_confirm_message_received_fn_protobuf(client.ConfirmMessageReceived, node,
-                                                      context.run_id),
-            return_type=Message, max_time=max_time, max_tries_per_object=None,
-            initial_backoff=0.05, backoff_cap=1.0)
-    except ObjectPullError as err:
-        raise RuntimeError(f"run {run.run_id}: the message's arrays did not arrive within "
-                           f"{max_time:.0f}s (--pull-timeout); its run has most likely "
-                           f"ended, so the task is given up") from err
-    message.metadata.__dict__["_message_id"] = tree.object_id  # as flwr-clientapp sets it
-    return message, context, run, fab
 
 
 def _alive(pid: int) -> bool:

@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,9 +107,14 @@ def spawn(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path,
     """Start ``argv`` detached (own session, stdin closed, output to ``log``), record it.
 
     The output goes to the log file, never to our stdout, so a caller that
-    captures our output is not kept waiting by a process that runs on.
+    captures our output is not kept waiting by a process that runs on.  The log
+    is appended to, under a line that says when and what started: a node started
+    again after a crash keeps the lines that say why it crashed.
     """
-    with log.open("wb") as out:
+    with log.open("ab") as out:
+        out.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting "
+                  f"{Path(argv[0]).name} ===\n".encode())
+        out.flush()
         proc = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, **session_flags())
     try:  # Popen returns after the exec, so this is the new program's command line
