@@ -119,10 +119,15 @@ def table(rows: list[dict]) -> str:
              + "---:|" * len(domains)]
     for r in rows:
         lines.append((f"| {r['repeat']} " if run_col else "")
-                     + f"| {r['interval']:g} s | {r['mode']} | {r['updates']:g} | "
+                     + f"| {r['interval']:g} s | {r['mode']} | {_count(r['updates'])} | "
                      f"{100 * r['share']:.0f}% | {r['gap']:.1f} s | {r['in_flight']:.1f} s | "
                      + " | ".join(f"{r['losses'][d]:.3f}" for d in domains) + " |")
     return "\n".join(lines)
+
+
+def _count(n: float) -> str:
+    """A count, or a mean of counts: ``84``, ``75.7``."""
+    return f"{n:.0f}" if n == int(n) else f"{n:.1f}"
 
 
 def means(rows: list[dict]) -> list[dict]:
