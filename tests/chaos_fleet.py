@@ -371,7 +371,7 @@ class Fleet:
         raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")
 
     def stop_all(self, *procs: subprocess.Popen | None) -> None:
-        """Stop everything started here: submits, ServerApps, ``stop-all``, every group seen."""
+        """Stop everything started here: submits, ServerApps, every group seen, ``stop-all``."""
         for proc in procs:
             if proc is not None and proc.poll() is None:
                 try:
@@ -383,16 +383,17 @@ class Fleet:
                 p.kill()
             except psutil.Error:
                 pass
-        try:
-            self.sh("stop-all", check=False, timeout=120)
-        except subprocess.TimeoutExpired:
-            pass
-        for pid, cmdline in self._seen.items():  # what stop-all took for stale, if anything
+        self._remember()
+        for pid, cmdline in self._seen.items():  # the campaign is over: no graceful stop
             if self._live(pid, cmdline) is not None:
                 try:
                     os.killpg(pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
+        try:  # what is left of the pid files: stale now, so removed without a signal
+            self.sh("stop-all", check=False, timeout=120)
+        except subprocess.TimeoutExpired:
+            pass
         self._sweep()
 
     def _sweep(self) -> None:

@@ -131,3 +131,23 @@ def test_a_waiting_handler_gets_the_model_before_the_next_step():
     assert got.wait(timeout=30)
     thread.join(timeout=30)
     assert overlap._waiting == 0
+
+
+def test_a_pacing_sleep_that_spans_the_round_trip_counts_as_in_flight_training(setup):
+    # a simulated slow node sleeps after each step (its pacing is its work); a message that
+    # arrives in the middle of such a sleep must see the sleep so far as in-flight training
+    loaded, rows = setup
+    start = get_adapter_weights(loaded.peft_model, "sql_expert")
+    trainer = ContinuousTrainer(loaded, "sql_expert", rows, TrainSpec(4, 1e-3, 0.2), "carry",
+                                after_step=lambda report: time.sleep(3.0))
+    try:
+        first = trainer.exchange(start, version=0)  # replies while the first sleep runs
+        time.sleep(0.5)  # a round trip far shorter than the sleep, which is still running
+        second = trainer.exchange(first.weights, version=1)
+        assert second.in_flight_seconds >= 0.4, second
+        assert second.in_flight_seconds <= second.train_seconds
+        # the sleep is counted once: its part before the first reply is not counted again
+        assert first.train_seconds + second.train_seconds <= 0.2 + 3.0 * (
+            first.steps + second.steps) + 1.0
+    finally:
+        trainer.stop()

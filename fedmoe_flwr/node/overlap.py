@@ -115,6 +115,7 @@ class ContinuousTrainer:
         self.last_reply = time.monotonic()
         self.last_message = time.monotonic()
         self._zero_stats()
+        self._paced_since: float | None = None  # a pacing sleep runs since then
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -126,6 +127,7 @@ class ContinuousTrainer:
         """Adopt the newest weights, wait for the sync boundary, report the progress."""
         self.last_message = arrived = time.monotonic()
         with paused():
+            self._pacing_until_now()
             self._adopt(received, version)
             in_flight = self.train_seconds  # trained since the previous reply, until now
         self._start()
@@ -134,6 +136,7 @@ class ContinuousTrainer:
                 raise RuntimeError(f"the training thread of {self.adapter!r} stopped")
             time.sleep(0.01)
         with paused():
+            self._pacing_until_now()
             now = get_adapter_weights(self.loaded.peft_model, self.adapter)
             done = Progress(now, self.base, self.base_version, self.steps, self.examples,
                             self.tokens, self.loss_sum / max(self.steps, 1),
@@ -196,10 +199,25 @@ class ContinuousTrainer:
                 self.loss_sum += loss
                 self.train_seconds += time.perf_counter() - t0
             if self.after_step is not None:  # a simulated slow node: its sleep is its work
-                s0 = time.perf_counter()
+                with _MODEL_LOCK:
+                    self._paced_since = s0 = time.perf_counter()
                 self.after_step(StepReport(s0 - t0, time.process_time() - cpu0, padded))
                 with _MODEL_LOCK:
-                    self.train_seconds += time.perf_counter() - s0
+                    self._pacing_until_now()
+                    self._paced_since = None
+
+    def _pacing_until_now(self) -> None:
+        """Count a simulated node's pacing sleep so far as training (under the model lock).
+
+        A sleep can straddle a message: the part before the message arrived is
+        training while the previous update travelled, the rest belongs to the next
+        reply.  Counted only at its end, a sleep that spans a short round trip made
+        the in-flight time 0 although the node never stopped.
+        """
+        if self._paced_since is not None:
+            now = time.perf_counter()
+            self.train_seconds += now - self._paced_since
+            self._paced_since = now
 
     def stop(self) -> None:
         """End the training thread (a new run, or the process shutting down)."""
