@@ -152,25 +152,31 @@ HEADER = ("three warm SuperNodes (qwen2-tiny, one specialty each) and an insecur
           "domain at the end of the budget (lower is better).")
 
 
+def _repeated(rows: list[dict]) -> str:
+    """The means table, then every run's rows (rows that carry a ``repeat``)."""
+    runs = max(r["repeat"] for r in rows)
+    return f"Mean of {runs} runs:\n\n{table(means(rows))}\n\nEach run:\n\n{table(rows)}"
+
+
+def _save(out: Path, stem: str, rows: list[dict], title: str, intro: str, text: str) -> None:
+    """``STEM.json`` (the raw rows) and ``STEM.md`` (title, how it was run, the table)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(f"# {title}\n\n{intro}\n\n{text}\n")
+
+
 def write(rows: list[dict], out: Path, command: str) -> str:
     """The results table (Markdown), saved with the raw rows."""
-    out.mkdir(parents=True, exist_ok=True)
     date = time.strftime("%Y-%m-%d")
     if "repeat" not in rows[0]:
         text = table(rows)
-        (out / "overlap.json").write_text(json.dumps(rows, indent=2) + "\n")
-        (out / "overlap.md").write_text(
-            "# Overlapped training against stop-and-wait\n\n"
-            f"`{command}`, {date}: {HEADER}\n\n{text}\n")
+        _save(out, "overlap", rows, "Overlapped training against stop-and-wait",
+              f"`{command}`, {date}: {HEADER}", text)
         return text
-    runs = max(r["repeat"] for r in rows)
-    text = f"Mean of {runs} runs:\n\n{table(means(rows))}\n\nEach run:\n\n{table(rows)}"
-    (out / "overlap_repeats.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out / "overlap_repeats.md").write_text(
-        "# Overlapped training against stop-and-wait, repeated\n\n"
-        f"`{command}`, {date}: {HEADER} The modes run interleaved within each repeat, so "
-        f"a machine that slows down during the benchmark slows every mode alike.\n\n"
-        f"{text}\n")
+    text = _repeated(rows)
+    _save(out, "overlap_repeats", rows, "Overlapped training against stop-and-wait, repeated",
+          f"`{command}`, {date}: {HEADER} The modes run interleaved within each repeat, so "
+          f"a machine that slows down during the benchmark slows every mode alike.", text)
     return text
 
 
@@ -225,14 +231,11 @@ def simulation(interval: float, budget: float, work: Path, out: Path) -> str:
         lines.append(f"| {r['mode']} | {r['updates']} | {100 * r['share']:.0f}% | "
                      f"{r['gap']:.1f} s | {r['in_flight']:.1f} s | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "overlap_sim.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out / "overlap_sim.md").write_text(
-        "# Overlapped training in simulation: scenario (b)\n\n"
-        f"`bash scripts/bench.sh overlap --simulation --intervals {interval:g}`, "
-        f"{time.strftime('%Y-%m-%d')}: {_sim_setup(interval, budget)}, with the time it "
-        "first reached FedAvg's final loss in the same scenario ("
-        + ", ".join(f"{d} {target[d]:.3f}" for d in domains) + f").\n\n{text}\n")
+    _save(out, "overlap_sim", rows, "Overlapped training in simulation: scenario (b)",
+          f"`bash scripts/bench.sh overlap --simulation --intervals {interval:g}`, "
+          f"{time.strftime('%Y-%m-%d')}: {_sim_setup(interval, budget)}, with the time it "
+          "first reached FedAvg's final loss in the same scenario ("
+          + ", ".join(f"{d} {target[d]:.3f}" for d in domains) + ").", text)
     return text
 
 
@@ -247,15 +250,13 @@ def simulation_repeats(interval: float, budget: float, repeats: int, work: Path,
     for repeat in range(1, repeats + 1):
         got, _ = _sim_rows(interval, budget, work / f"r{repeat}", out)
         rows += [{**r, "repeat": repeat, "losses": r["scored"]} for r in got]
-    text = f"Mean of {repeats} runs:\n\n{table(means(rows))}\n\nEach run:\n\n{table(rows)}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "overlap_sim_repeats.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out / "overlap_sim_repeats.md").write_text(
-        "# Overlapped training in simulation, scenario (b), repeated\n\n"
-        f"`bash scripts/bench.sh overlap --simulation --intervals {interval:g} --repeats "
-        f"{repeats}`, {time.strftime('%Y-%m-%d')}: {_sim_setup(interval, budget)}. Each run "
-        "holds every mode (and the FedAvg reference), so a machine that slows down during "
-        f"the benchmark slows every mode alike.\n\n{text}\n")
+    text = _repeated(rows)
+    _save(out, "overlap_sim_repeats", rows,
+          "Overlapped training in simulation, scenario (b), repeated",
+          f"`bash scripts/bench.sh overlap --simulation --intervals {interval:g} --repeats "
+          f"{repeats}`, {time.strftime('%Y-%m-%d')}: {_sim_setup(interval, budget)}. Each run "
+          "holds every mode (and the FedAvg reference), so a machine that slows down during "
+          "the benchmark slows every mode alike.", text)
     return text
 
 

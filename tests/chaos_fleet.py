@@ -233,15 +233,7 @@ class Fleet:
         """
         marks = (str(self.deploy / "keys" / name), str(self.deploy / "secrets" /
                                                        f"{name}.secret"))
-        killed = []
-        for p in psutil.process_iter(["pid", "cmdline"]):
-            try:
-                if any(part in marks for part in p.info["cmdline"] or []):
-                    p.kill()
-                    killed.append(p.info["pid"])
-            except psutil.Error:
-                continue
-        return killed
+        return self._kill_where(lambda part: part in marks)
 
     def worker_child(self, name: str) -> psutil.Process | None:
         """The worker process (``--child``) under a node's supervisor."""
@@ -405,10 +397,18 @@ class Fleet:
         fleet's unique temporary path, so nothing else can match.
         """
         mine = str(self.deploy)
+        self._kill_where(lambda part: mine in part)
+
+    @staticmethod
+    def _kill_where(matches: Callable[[str], bool]) -> list[int]:
+        """kill -9 every process (but this one) with a command-line part that ``matches``."""
+        killed = []
         for p in psutil.process_iter(["pid", "cmdline"]):
             try:
                 if p.info["pid"] != os.getpid() and any(
-                        mine in part for part in p.info["cmdline"] or []):
+                        matches(part) for part in p.info["cmdline"] or []):
                     p.kill()
+                    killed.append(p.info["pid"])
             except psutil.Error:
                 continue
+        return killed
